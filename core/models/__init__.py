@@ -1,0 +1,77 @@
+"""The architecture zoo: one file per family, one registry for the UI, the CLI and the tests.
+
+    >>> from core.models import list_models, get_model, get_card
+    >>> model = get_model("resnet18", num_classes=10)
+    >>> get_card("resnet18").year
+    2015
+
+Every model has the same shape: ``features`` (the convolutional trunk, or the hidden layers of the
+MLP) followed by ``classifier`` (pooling/flatten and the fully connected head), and ``forward`` is
+``classifier(features(x))``. Feature maps, saliency and layer summaries rely on that alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a student reads beside an architecture: facts that travel with the model."""
+
+    name: str  # registry key, e.g. "resnet18"
+    title: str  # display name, e.g. "ResNet-18"
+    year: int
+    paper: str  # authors, title, venue
+    summary: str  # one line: the idea this entry teaches
+    ideas: tuple[str, ...]  # 3-5 key ideas kept at our scale
+    paper_params: str  # the original's size for contrast, e.g. "11.7 M at 224x224"
+
+
+Builder = Callable[..., nn.Module]
+
+_BUILDERS: dict[str, Builder] = {}
+_CARDS: dict[str, ModelCard] = {}
+
+
+def register_model(card: ModelCard) -> Callable[[Builder], Builder]:
+    """Register a builder ``fn(*, num_classes=10, in_channels=1, width=1.0) -> nn.Module``."""
+
+    def wrap(builder: Builder) -> Builder:
+        if card.name in _BUILDERS:
+            raise ValueError(f"architecture {card.name!r} is registered twice")
+        _BUILDERS[card.name] = builder
+        _CARDS[card.name] = card
+        return builder
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    """Registry names in the order the zoo is taught (baselines first, then by year)."""
+    return list(_BUILDERS)
+
+
+def _check(name: str) -> None:
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {list_models()}")
+
+
+def get_model(name: str, *, num_classes: int = 10, in_channels: int = 1, width: float = 1.0) -> nn.Module:
+    """Build a freshly initialised model; seed torch first for reproducible weights."""
+    _check(name)
+    if width <= 0:
+        raise ValueError(f"width multiplier must be positive, got {width}")
+    return _BUILDERS[name](num_classes=num_classes, in_channels=in_channels, width=width)
+
+
+def get_card(name: str) -> ModelCard:
+    _check(name)
+    return _CARDS[name]
+
+
+# Importing the family files fills the registry; their order is the order of list_models().
+from core.models import mlp, lenet, simple_cnn, alexnet, vgg, googlenet, resnet, mobilenet  # noqa: E402, F401, I001
