@@ -1,0 +1,196 @@
+"""MNIST and Fashion-MNIST as whole tensors on the training device.
+
+A split is one uint8 tensor (N x 28 x 28) and its labels. Batches are index slices of it;
+normalisation and augmentation run batched on the device, so the training loop has no per-sample
+Python, no PIL and no DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+DATA_ENV = "MNIST_LAB_DATA"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str  # the key used everywhere: "mnist" or "fashion"
+    title: str
+    folder: str  # torchvision's class name, also its folder under the data root
+    mean: float  # of the training pixels scaled to [0, 1]
+    std: float
+    classes: tuple[str, ...]
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        "mnist", "MNIST", "MNIST", 0.1307, 0.3081, tuple(str(d) for d in range(10))
+    ),
+    "fashion": DatasetSpec(
+        "fashion", "Fashion-MNIST", "FashionMNIST", 0.2860, 0.3530,
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    ),
+}
+
+
+class DatasetNotFound(FileNotFoundError):
+    """The files are not under the data root and could not be downloaded."""
+
+
+def get_spec(dataset: str) -> DatasetSpec:
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
+    return DATASETS[dataset]
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: the argument, else $MNIST_LAB_DATA, else ./data."""
+    if root is not None:
+        return Path(root)
+    return Path(os.environ.get(DATA_ENV) or "data")
+
+
+@dataclass
+class Split:
+    """Images as uint8 (N x 28 x 28) and labels (N,), on one device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
+    def subset(self, index: torch.Tensor | slice) -> Split:
+        return Split(self.images[index], self.labels[index])
+
+
+@lru_cache(maxsize=8)
+def _read(dataset: str, train: bool, root: Path) -> Split:
+    from torchvision import datasets  # heavy import, only when data is actually read
+
+    cls = getattr(datasets, get_spec(dataset).folder)
+    try:
+        ds = cls(root, train=train, download=False)
+    except RuntimeError:
+        # torchvision prints download progress; keep stdout clean for --json output.
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                ds = cls(root, train=train, download=True)
+        except Exception as error:
+            raise DatasetNotFound(_missing_message(dataset, root, error)) from error
+    return Split(ds.data.contiguous(), ds.targets.long())
+
+
+def _missing_message(dataset: str, root: Path, error: Exception) -> str:
+    folder = get_spec(dataset).folder
+    return (
+        f"{get_spec(dataset).title} was not found in {root.resolve()} and could not be downloaded "
+        f"({type(error).__name__}: {error}). Put the files at {root / folder / 'raw'}/ "
+        f"(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+        f"t10k-labels-idx1-ubyte, or their .gz), or point the {DATA_ENV} environment variable "
+        f"at a folder that holds {folder}/raw/."
+    )
+
+
+def load(
+    dataset: str,
+    *,
+    train: bool,
+    root: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    limit: int | None = None,
+) -> Split:
+    """One split of a dataset on ``device``; ``limit`` keeps the first N images."""
+    get_spec(dataset)
+    split = _read(dataset, train, data_root(root).resolve())
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        split = split.subset(slice(0, limit))
+    return split.to(device)
+
+
+def split_validation(split: Split, fraction: float, *, seed: int = 0) -> tuple[Split, Split]:
+    """A seeded random (train, validation) partition; fraction 0 gives an empty validation set."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    n_val = round(len(split) * fraction)
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    order = order.to(split.labels.device)
+    return split.subset(order[n_val:]), split.subset(order[:n_val])
+
+
+def normalize(images: torch.Tensor, dataset: str) -> torch.Tensor:
+    """uint8 (N x 28 x 28) -> float (N x 1 x 28 x 28) with the dataset's own mean and std."""
+    spec = get_spec(dataset)
+    x = images.unsqueeze(1).float().div_(255)
+    return x.sub_(spec.mean).div_(spec.std)
+
+
+def augment(
+    x: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    max_shift: float = 2.0,
+    max_degrees: float = 10.0,
+    scale: tuple[float, float] = (0.9, 1.1),
+    fill: float = 0.0,
+) -> torch.Tensor:
+    """Random shifts (pixels), rotations and scales, one affine warp for the whole batch.
+
+    ``fill`` is the value of uncovered pixels: the normalised background, so that the border
+    looks like paper and not like ink.
+    """
+    n, _, h, w = x.shape
+    rand = torch.rand(n, 4, generator=generator).to(x.device)  # a CPU generator keeps runs seeded
+    angle = (rand[:, 0] * 2 - 1) * math.radians(max_degrees)
+    zoom = scale[0] + rand[:, 1] * (scale[1] - scale[0])
+    # affine_grid works in [-1, 1] coordinates: a shift of one pixel is 2 / size.
+    shift_x = (rand[:, 2] * 2 - 1) * max_shift * 2 / w
+    shift_y = (rand[:, 3] * 2 - 1) * max_shift * 2 / h
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1
+    )  # N x 2 x 3, maps output coordinates to input coordinates
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out + fill
+
+
+def background(dataset: str) -> float:
+    """The normalised value of a blank (zero) pixel."""
+    spec = get_spec(dataset)
+    return -spec.mean / spec.std
+
+
+def batches(
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(uint8 images, labels) index slices of a split; the last batch may be smaller."""
+    n = len(split)
+    if shuffle:
+        order = torch.randperm(n, generator=generator).to(split.labels.device)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            yield split.images[index], split.labels[index]
+    else:
+        for start in range(0, n, batch_size):
+            yield split.images[start : start + batch_size], split.labels[start : start + batch_size]
