@@ -1,0 +1,265 @@
+"""Command line: python -m core list | train | eval | bench  (each with --help).
+
+Human text goes to stdout; with --json, stdout holds one JSON document and progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from typing import TextIO
+
+from core import checkpoints, data, measure
+from core.models import get_card, list_models
+from core.recipes import recipe
+from core.training import (
+    OPTIMIZERS,
+    SCHEDULES,
+    Callback,
+    EpochEvent,
+    StepEvent,
+    Trainer,
+    TrainingError,
+    evaluate,
+    resolve_device,
+)
+
+
+def human(n: float) -> str:
+    """1234567 -> '1.23 M', 61706 -> '61.7 k'."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f}"
+
+
+def clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class ConsoleProgress(Callback):
+    """A progress bar on stderr (redrawn in place on a terminal, a line every few seconds otherwise)
+    and one line per epoch on ``out``."""
+
+    def __init__(self, out: TextIO, label: str = "") -> None:
+        self.out, self.label = out, label
+        self.tty = sys.stderr.isatty()
+        self.last_line = 0.0
+
+    def on_step(self, event: StepEvent) -> None:
+        width = 24
+        filled = round(width * event.progress)
+        line = (
+            f"{self.label}epoch {event.epoch}/{event.epochs} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{100 * event.progress:3.0f}%  {event.samples_per_s:,.0f} img/s  ETA {clock(event.eta_s)}  "
+            f"loss {event.loss:.4f}"
+        )
+        if self.tty:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        elif time.monotonic() - self.last_line > 5:
+            print(line, file=sys.stderr, flush=True)
+            self.last_line = time.monotonic()
+
+    def on_epoch_end(self, event: EpochEvent) -> None:
+        if self.tty:
+            print("\r" + " " * 100 + "\r", end="", file=sys.stderr)
+        val = (
+            f"  val loss {event.val_loss:.4f} acc {event.val_accuracy:.2f}%"
+            if event.val_loss is not None else ""
+        )
+        print(
+            f"{self.label}epoch {event.epoch}/{event.epochs}  train loss {event.train_loss:.4f} "
+            f"acc {event.train_accuracy:.2f}%{val}  {event.seconds:.1f} s{'  *best' if event.improved else ''}",
+            file=self.out, flush=True,
+        )
+
+    def on_evaluate(self) -> None:
+        print(f"{self.label}scoring the test set ...", file=sys.stderr, flush=True)
+
+
+def emit(document: object) -> None:
+    print(json.dumps(document, indent=1))
+
+
+# --- list -------------------------------------------------------------------------------------
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = []
+    for name in list_models():
+        card = get_card(name)
+        params, macs = measure.architecture_size(name)
+        rows.append({**asdict(card), "ideas": list(card.ideas), "params": params, "macs": macs})
+    if args.json:
+        emit(rows)
+        return 0
+    print(f"{'name':<12} {'title':<26} {'year':>4} {'params':>8} {'MACs':>8}  idea")
+    for row in rows:
+        print(f"{row['name']:<12} {row['title']:<26} {row['year']:>4} {human(row['params']):>8} "
+              f"{human(row['macs']):>8}  {row['summary']}")
+    return 0
+
+
+# --- train ------------------------------------------------------------------------------------
+
+# Flags that override single fields of the architecture's recipe (None: keep the recipe's).
+_OVERRIDES = ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing",
+              "augment", "val_split", "patience", "seed", "limit", "width", "momentum", "nesterov")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = recipe(args.arch, args.dataset)
+    config = replace(config, **{k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None})
+    out = sys.stderr if args.json else sys.stdout
+    print(f"training {config.arch} on {data.get_spec(config.dataset).title} "
+          f"({config.optimizer}, lr {config.lr:g}, {config.schedule}, batch {config.batch_size}, "
+          f"{config.epochs} epochs)", file=out, flush=True)
+    trainer = Trainer(config, device=args.device, data_root=args.data, callback=ConsoleProgress(out))
+    result = trainer.fit()
+    summary = result.summary()
+    if args.ship:
+        folder, name = checkpoints.WEIGHTS_DIR, config.arch
+    else:
+        folder = checkpoints.runs_dir()
+        name = args.name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    record = checkpoints.save(result.model, name=name, arch=config.arch, dataset=config.dataset,
+                              summary=summary, folder=folder, half=args.ship)
+    summary["saved_to"] = str(record.path)
+    if args.json:
+        emit(summary)
+    else:
+        print(f"test accuracy {result.test_accuracy:.2f}%  ({result.status}, best epoch {result.best_epoch}, "
+              f"{result.seconds:.0f} s, {result.train_samples_per_s:,.0f} train img/s on {result.device})")
+        print(f"saved {record.path}")
+    return 0
+
+
+# --- eval -------------------------------------------------------------------------------------
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    records = [
+        r for r in checkpoints.find_models(args.dataset)
+        if args.only is None or r.shipped == (args.only == "shipped")
+    ]
+    rows, failed = [], 0
+    for record in records:
+        row = {"arch": record.arch, "dataset": record.dataset, "name": record.name,
+               "shipped": record.shipped, "file": str(record.path),
+               "manifest_accuracy": record.test_accuracy}
+        try:
+            model = checkpoints.load_record(record).to(device)
+            test = data.load(record.dataset, train=False, root=args.data, device=device)
+            row["test_accuracy"] = round(evaluate(model, test, record.dataset).accuracy, 2)
+        except checkpoints.CheckpointError as error:
+            row["error"] = str(error)
+            failed += 1
+        rows.append(row)
+        if not args.json:
+            result = f"{row['test_accuracy']:6.2f}%" if "test_accuracy" in row else f"error: {row['error']}"
+            print(f"{record.dataset:<8} {record.name:<28} {result}  (manifest {record.test_accuracy:.2f}%)",
+                  flush=True)
+    if args.json:
+        emit(rows)
+    elif not records:
+        print("no trained models found: train one with `python -m core train --arch lenet5`")
+    return 1 if failed else 0
+
+
+# --- bench ------------------------------------------------------------------------------------
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    report = {"device": measure.describe_machine(device)}
+    print(f"benchmarking on {report['device']}", file=sys.stderr, flush=True)
+    report["pipeline"] = measure.pipeline_benchmark(
+        batches=args.batches, rounds=args.rounds, batch_size=args.batch_size, device=device, data_root=args.data
+    )
+    if args.json:
+        emit(report)
+        return 0
+    pipeline = report["pipeline"]
+    print(f"training pipeline: {pipeline['arch']}, batch {pipeline['batch_size']}, median of "
+          f"{pipeline['rounds']} rounds of {pipeline['batches']} batches, on {report['device']}")
+    for key, label in (("tutorial_images_per_s", "per-sample torchvision + DataLoader"),
+                       ("trainer_images_per_s", "our trainer (tensors on the device)"),
+                       ("trainer_augmented_images_per_s", "our trainer with augmentation")):
+        print(f"  {label:<40} {pipeline[key]:>10,.0f} img/s")
+    print(f"  speed-up {pipeline['speedup']:.1f}x")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+def _bool_flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="MNIST CNN Lab from the command line.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(run=run)
+        sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        return sub
+
+    def data_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--data", metavar="DIR", help=f"data root (default: ${data.DATA_ENV}, else ./data)")
+        sub.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+
+    command("list", cmd_list, "the architecture zoo: name, year, parameters, MACs, idea")
+
+    train = command("train", cmd_train, "train one architecture and save it (defaults: its recipe)")
+    train.add_argument("--arch", required=True, choices=list_models())
+    train.add_argument("--dataset", default="mnist", choices=list(data.DATASETS))
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="learning rate (the peak, for one-cycle)")
+    train.add_argument("--optimizer", choices=OPTIMIZERS)
+    train.add_argument("--momentum", type=float, help="SGD momentum")
+    _bool_flag(train, "nesterov", "Nesterov momentum (SGD)")
+    train.add_argument("--schedule", choices=SCHEDULES)
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--label-smoothing", type=float)
+    _bool_flag(train, "augment", "random shifts, rotations and scales")
+    train.add_argument("--val-split", type=float, help="fraction held out for validation (default 0.1)")
+    train.add_argument("--patience", type=int, help="early stopping after N epochs without improvement; 0: off")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--limit", type=int, metavar="N", help="train on the first N images only")
+    train.add_argument("--width", type=float, help="channel width multiplier")
+    train.add_argument("--name", help="run name (default: arch and time)")
+    train.add_argument("--ship", action="store_true", help="save into weights/ as the shipped model")
+    data_options(train)
+
+    evaluate_ = command("eval", cmd_eval, "test accuracy of every trained model found")
+    evaluate_.add_argument("--dataset", choices=list(data.DATASETS))
+    evaluate_.add_argument("--only", choices=("shipped", "runs"), help="only the shipped models, or only runs")
+    data_options(evaluate_)
+
+    bench = command("bench", cmd_bench, "measured speed of the training pipeline")
+    bench.add_argument("--batches", type=int, default=300, help="batches per pipeline and round")
+    bench.add_argument("--rounds", type=int, default=5, help="timed rounds (medians are reported)")
+    bench.add_argument("--batch-size", type=int, default=64)
+    data_options(bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TrainingError, data.DatasetNotFound, checkpoints.CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

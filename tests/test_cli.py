@@ -1,0 +1,88 @@
+"""The command line as a user runs it: a fresh process, JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.models import list_models
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, runs: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if runs is not None:
+        env["MNIST_LAB_RUNS"] = str(runs)
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_list_json_describes_the_zoo():
+    done = run_cli("list", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [r["name"] for r in rows] == list_models()
+    for row in rows:
+        assert row["title"] and row["year"] > 1950
+        assert 0 < row["params"] <= 5_000_000 and 0 < row["macs"] <= 25_000_000
+
+
+def test_train_then_eval_agree(tmp_path):
+    done = run_cli("train", "--arch", "lenet5", "--limit", "600", "--epochs", "1", "--val-split", "0.1",
+                   "--name", "cli test", "--json", runs=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert 0 <= summary["test_accuracy"] <= 100 and summary["train_samples_per_s"] > 0
+    assert summary["epochs"] == 1 and summary["config"]["limit"] == 600
+    assert Path(summary["saved_to"]) == tmp_path / "mnist" / "cli-test.safetensors"
+    assert "epoch 1/1" in done.stderr and "scoring the test set" in done.stderr
+
+    done = run_cli("eval", "--only", "runs", "--json", runs=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [row] = json.loads(done.stdout)
+    assert (row["arch"], row["dataset"], row["name"]) == ("lenet5", "mnist", "cli test")
+    assert abs(row["test_accuracy"] - summary["test_accuracy"]) <= 0.05
+
+
+def test_eval_reports_a_broken_file_and_goes_on(tmp_path):
+    for name in ("good", "broken"):
+        done = run_cli("train", "--arch", "lenet5", "--limit", "100", "--epochs", "1", "--name", name,
+                       runs=tmp_path)
+        assert done.returncode == 0, done.stderr
+    (tmp_path / "mnist" / "broken.safetensors").write_bytes(b"not weights")
+    done = run_cli("eval", "--only", "runs", "--json", runs=tmp_path)
+    assert done.returncode == 1
+    rows = {row["name"]: row for row in json.loads(done.stdout)}
+    assert "test_accuracy" in rows["good"]
+    assert "broken.safetensors: not a readable safetensors file" in rows["broken"]["error"]
+
+
+def test_human_output_and_bad_input():
+    done = run_cli("train", "--arch", "lenet5", "--lr", "-1")
+    assert done.returncode == 2
+    assert "error: lr must be a positive number, got -1.0" in done.stderr
+    done = run_cli("train", "--arch", "lenet6")
+    assert done.returncode == 2 and "invalid choice: 'lenet6'" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["list", "train", "eval", "bench"])
+def test_every_command_has_help(command):
+    done = run_cli(command, "--help")
+    assert done.returncode == 0 and "--json" in done.stdout
+
+
+def test_bench_json_reports_both_pipelines():
+    done = run_cli("bench", "--batches", "10", "--rounds", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    pipeline = report["pipeline"]
+    assert pipeline["tutorial_images_per_s"] > 0 and pipeline["trainer_images_per_s"] > 0
+    assert pipeline["speedup"] == pytest.approx(
+        pipeline["trainer_images_per_s"] / pipeline["tutorial_images_per_s"], rel=0.01)
+    assert "torch" in report["device"]
