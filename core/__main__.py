@@ -14,7 +14,7 @@ from typing import TextIO
 
 from core import checkpoints, data, measure
 from core.models import get_card, list_models
-from core.recipes import recipe
+from core.recipes import recipe, train_all
 from core.training import (
     OPTIMIZERS,
     SCHEDULES,
@@ -111,9 +111,11 @@ _OVERRIDES = ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_dec
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    config = recipe(args.arch, args.dataset)
-    config = replace(config, **{k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None})
+    overrides = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None}
     out = sys.stderr if args.json else sys.stdout
+    if args.all:
+        return train_every_architecture(args, overrides, out)
+    config = replace(recipe(args.arch, args.dataset), **overrides)
     print(f"training {config.arch} on {data.get_spec(config.dataset).title} "
           f"({config.optimizer}, lr {config.lr:g}, {config.schedule}, batch {config.batch_size}, "
           f"{config.epochs} epochs)", file=out, flush=True)
@@ -134,6 +136,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"test accuracy {result.test_accuracy:.2f}%  ({result.status}, best epoch {result.best_epoch}, "
               f"{result.seconds:.0f} s, {result.train_samples_per_s:,.0f} train img/s on {result.device})")
         print(f"saved {record.path}")
+    return 0
+
+
+def train_every_architecture(args: argparse.Namespace, overrides: dict, out: TextIO) -> int:
+    folder = checkpoints.WEIGHTS_DIR if args.ship else checkpoints.runs_dir()
+    outcomes = []
+    for outcome in train_all(args.dataset, folder=folder, overrides=overrides, device=args.device,
+                             data_root=args.data, callback=lambda arch: ConsoleProgress(out, f"{arch}: ")):
+        row = {"arch": outcome.arch, "status": outcome.status}
+        if outcome.record is not None:
+            row |= {"test_accuracy": outcome.record.test_accuracy, "seconds": outcome.record.seconds,
+                    "file": str(outcome.record.path)}
+        if outcome.resumed_from_epoch:
+            row["resumed_from_epoch"] = outcome.resumed_from_epoch
+        outcomes.append(row)
+        accuracy = f"{row['test_accuracy']:.2f}%" if "test_accuracy" in row else ""
+        print(f"{outcome.arch}: {outcome.status} {accuracy}", file=out, flush=True)
+    if args.json:
+        emit(outcomes)
     return 0
 
 
@@ -215,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("list", cmd_list, "the architecture zoo: name, year, parameters, MACs, idea")
 
     train = command("train", cmd_train, "train one architecture and save it (defaults: its recipe)")
-    train.add_argument("--arch", required=True, choices=list_models())
+    which = train.add_mutually_exclusive_group(required=True)
+    which.add_argument("--arch", choices=list_models())
+    which.add_argument("--all", action="store_true",
+                       help="every architecture with its recipe, one after the other; skips what is saved "
+                            "with the same recipe and resumes an interrupted one")
     train.add_argument("--dataset", default="mnist", choices=list(data.DATASETS))
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)

@@ -21,6 +21,7 @@ import subprocess
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
@@ -29,6 +30,9 @@ from torch import nn
 import core
 from core import data
 from core.models import get_model
+
+if TYPE_CHECKING:
+    from core.training import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS_DIR = REPO / "weights"
@@ -233,3 +237,21 @@ def find_models(dataset: str | None = None, *, include_runs: bool = True) -> lis
         records += read_manifest(runs_dir())
     return [r for r in records if dataset is None or r.dataset == dataset]
 
+
+
+def save_progress(trainer: Trainer, path: Path) -> None:
+    """Checkpoint an unfinished run after an epoch, so that it can resume where it stopped."""
+    tensors, extras = trainer.state_dict()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    _write_atomic(path, save_safetensors(tensors, metadata={"progress": json.dumps(extras)}))
+
+
+def load_progress(trainer: Trainer, path: Path) -> None:
+    """Continue ``trainer`` from a progress file; CheckpointError if it is unusable."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            extras = json.loads((f.metadata() or {})["progress"])
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+        trainer.load_state_dict(tensors, extras)
+    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: cannot resume from it ({error})") from error

@@ -4,10 +4,13 @@ shipped weights were made. A recipe is a TrainConfig; flags and widgets override
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
-from core.models import get_card
-from core.training import TrainConfig
+from core import checkpoints, data
+from core.models import get_card, list_models
+from core.training import Callback, EpochEvent, StepEvent, TrainConfig, Trainer, TrainResult, evaluate
 
 # Networks with batch norm take SGD with a high one-cycle peak; the rest train best with AdamW.
 _SGD = dict(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -15,8 +18,8 @@ _ADAMW = dict(optimizer="adamw", lr=2e-3, weight_decay=0.05)
 
 _RECIPES: dict[str, dict] = {
     "mlp": dict(_ADAMW, epochs=15, lr=1e-3),
-    "lenet5": dict(_ADAMW, epochs=15),
-    "lenet5-relu": dict(_ADAMW, epochs=15),
+    "lenet5": dict(_ADAMW, epochs=15, lr=5e-3),  # tanh saturates slowly: a higher peak helped in short runs
+    "lenet5-relu": dict(_ADAMW, epochs=15, lr=3e-3),
     "simple-cnn": dict(_ADAMW, epochs=12),
     "alexnet": dict(_ADAMW, epochs=12, lr=1e-3),
     "zfnet": dict(_ADAMW, epochs=12, lr=1e-3),
@@ -35,3 +38,85 @@ def recipe(arch: str, dataset: str = "mnist") -> TrainConfig:
     # best validation loss is still the one kept.
     return replace(TrainConfig(), arch=arch, dataset=dataset, schedule="onecycle", batch_size=128,
                    label_smoothing=0.1, patience=0, **_RECIPES[arch])
+
+
+class _SaveEveryEpoch(Callback):
+    """Pass events on, and checkpoint the run in progress after each epoch."""
+
+    def __init__(self, inner: Callback, trainer: Trainer, path: Path) -> None:
+        self.inner, self.trainer, self.path = inner, trainer, path
+
+    def on_start(self, trainer: Trainer) -> None:
+        self.inner.on_start(trainer)
+
+    def on_step(self, event: StepEvent) -> None:
+        self.inner.on_step(event)
+
+    def on_epoch_end(self, event: EpochEvent) -> None:
+        self.inner.on_epoch_end(event)
+        checkpoints.save_progress(self.trainer, self.path)
+
+    def on_evaluate(self) -> None:
+        self.inner.on_evaluate()
+
+
+@dataclass
+class ShipOutcome:
+    arch: str
+    status: str  # "skipped" (already there with this recipe), "trained" or "stopped"
+    record: checkpoints.ModelRecord | None = None
+    resumed_from_epoch: int = 0
+
+
+def train_all(
+    dataset: str,
+    *,
+    folder: Path = checkpoints.WEIGHTS_DIR,
+    archs: list[str] | None = None,
+    overrides: dict | None = None,
+    device: str | None = None,
+    data_root: str | None = None,
+    callback: Callable[[str], Callback] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[ShipOutcome]:
+    """Train every architecture with its recipe into ``folder``, one after the other.
+
+    Each finished model is saved at once (float16, named by its arch); the one in training is
+    checkpointed after every epoch under ``folder/.progress``. Run again, it skips what is already
+    saved with the same recipe and resumes an interrupted model from its last finished epoch.
+    """
+    for arch in archs or list_models():
+        config = replace(recipe(arch, dataset), **(overrides or {}))
+        done = {r.arch: r for r in checkpoints.read_manifest(folder) if r.dataset == dataset and r.name == arch}
+        if arch in done and done[arch].config == asdict(config):
+            yield ShipOutcome(arch, "skipped", done[arch])
+            continue
+        progress = folder / ".progress" / dataset / f"{arch}.safetensors"
+        inner = callback(arch) if callback else Callback()
+        trainer = Trainer(config, device=device, data_root=data_root)
+        trainer.callback = _SaveEveryEpoch(inner, trainer, progress)
+        if progress.exists():
+            try:
+                checkpoints.load_progress(trainer, progress)
+            except checkpoints.CheckpointError:
+                progress.unlink()  # another recipe or a damaged file: start this model afresh
+        resumed_from = len(trainer.history)
+        result = trainer.fit(stop)
+        if result.status == "stopped":
+            yield ShipOutcome(arch, "stopped", resumed_from_epoch=resumed_from)
+            return
+        record = checkpoints.save(result.model, name=arch, arch=arch, dataset=dataset,
+                                  summary=_shipped_summary(result, folder, arch, dataset), folder=folder,
+                                  half=True)
+        progress.unlink(missing_ok=True)
+        yield ShipOutcome(arch, "trained", record, resumed_from)
+
+
+def _shipped_summary(result: TrainResult, folder: Path, arch: str, dataset: str) -> dict:
+    """The run's summary, with the test accuracy of the float16 weights that are actually shipped."""
+    summary = result.summary()
+    rounded = {k: v.half().float() if v.is_floating_point() else v for k, v in result.model.state_dict().items()}
+    result.model.load_state_dict(rounded)
+    test = data.load(dataset, train=False, device=next(result.model.parameters()).device)
+    summary["test_accuracy"] = round(evaluate(result.model, test, dataset).accuracy, 2)
+    return summary

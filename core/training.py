@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
@@ -350,6 +351,52 @@ class Trainer:
             train_samples_per_s=self.train_samples / max(self.train_seconds, 1e-9),
             device=describe_device(self.device),
         )
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Everything needed to continue after the last finished epoch: tensors, and JSON-ready rest."""
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors |= {f"best.{k}": v for k, v in (self.best_state or {}).items()}
+        optimizer = self.optimizer.state_dict()
+        for index, state in optimizer["state"].items():
+            tensors |= {f"optimizer.{index}.{k}": torch.as_tensor(v) for k, v in state.items()}
+        tensors["rng.generator"] = self.generator.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()  # dropout draws from the global generator
+        extras = {
+            "config": asdict(self.config),
+            "history": [asdict(e) for e in self.history],
+            "param_groups": optimizer["param_groups"],
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "train_seconds": self.train_seconds,
+            "train_samples": self.train_samples,
+        }
+        return tensors, extras
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], extras: dict) -> None:
+        """Continue a run saved by ``state_dict``; its config must equal this trainer's."""
+        if extras["config"] != asdict(self.config):
+            raise ValueError("the saved run was made with another configuration")
+
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        self.model.load_state_dict(part("model."))
+        self.best_state = {k: v.to(self.device) for k, v in part("best.").items()} or None
+        state: dict[int, dict] = {}
+        for key, value in part("optimizer.").items():
+            index, name = key.split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+        self.optimizer.load_state_dict({"state": state, "param_groups": extras["param_groups"]})
+        self.generator.set_state(tensors["rng.generator"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.history = [EpochEvent(**e) for e in extras["history"]]
+        self.best_loss, self.best_epoch = extras["best_loss"], extras["best_epoch"]
+        self.train_seconds, self.train_samples = extras["train_seconds"], extras["train_samples"]
+        # The schedule is a pure function of the step: replay it rather than store it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+            for _ in range(len(self.history) * self.steps_per_epoch):
+                self.schedule.step()
 
     def test_split(self) -> data.Split:
         return data.load(self.config.dataset, train=False, root=self.data_root, device=self.device)

@@ -1,0 +1,74 @@
+"""`train --all`: every architecture with its recipe, saved as it goes, resumable."""
+
+from __future__ import annotations
+
+import torch
+
+from core import checkpoints
+from core.models import list_models
+from core.recipes import recipe, train_all
+from core.training import Callback
+
+TINY = dict(limit=300, epochs=3, batch_size=50)
+
+
+class CountEpochs(Callback):
+    def __init__(self):
+        self.epochs = 0
+
+    def on_epoch_end(self, event):
+        self.epochs += 1
+
+
+def test_every_architecture_has_a_valid_recipe():
+    for arch in list_models():
+        config = recipe(arch, "fashion")
+        config.validate()
+        assert (config.arch, config.dataset) == (arch, "fashion")
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    # mlp has dropout, so this also checks that the global random state is restored
+    [straight] = train_all("mnist", folder=tmp_path / "a", archs=["mlp"], overrides=TINY)
+    assert straight.status == "trained" and straight.resumed_from_epoch == 0
+
+    counter = CountEpochs()
+    [stopped] = train_all("mnist", folder=tmp_path / "b", archs=["mlp"], overrides=TINY,
+                          callback=lambda arch: counter, stop=lambda: counter.epochs >= 2)
+    assert stopped.status == "stopped"
+    assert (tmp_path / "b" / ".progress" / "mnist" / "mlp.safetensors").exists()
+    assert checkpoints.read_manifest(tmp_path / "b") == []
+
+    [resumed] = train_all("mnist", folder=tmp_path / "b", archs=["mlp"], overrides=TINY)
+    assert resumed.status == "trained" and resumed.resumed_from_epoch == 2
+    assert not (tmp_path / "b" / ".progress" / "mnist" / "mlp.safetensors").exists()
+    a, b = checkpoints.load_record(straight.record), checkpoints.load_record(resumed.record)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert resumed.record.test_accuracy == straight.record.test_accuracy
+    assert len(resumed.record.history) == 3
+
+
+def test_saved_models_are_skipped_until_the_recipe_changes(tmp_path):
+    [first] = train_all("mnist", folder=tmp_path, archs=["lenet5"], overrides=TINY)
+    [again] = train_all("mnist", folder=tmp_path, archs=["lenet5"], overrides=TINY)
+    assert again.status == "skipped" and again.record == first.record
+    [changed] = train_all("mnist", folder=tmp_path, archs=["lenet5"], overrides=dict(TINY, epochs=1))
+    assert changed.status == "trained" and changed.record.epochs == 1
+    assert [r.name for r in checkpoints.read_manifest(tmp_path)] == ["lenet5"]
+
+
+def test_a_damaged_progress_file_starts_the_model_afresh(tmp_path):
+    progress = tmp_path / ".progress" / "mnist" / "lenet5.safetensors"
+    progress.parent.mkdir(parents=True)
+    progress.write_bytes(b"half a file")
+    [outcome] = train_all("mnist", folder=tmp_path, archs=["lenet5"], overrides=TINY)
+    assert outcome.status == "trained" and outcome.resumed_from_epoch == 0
+
+
+def test_shipped_accuracy_is_that_of_the_float16_file(tmp_path, mnist_test):
+    from core.training import evaluate
+
+    [outcome] = train_all("mnist", folder=tmp_path, archs=["lenet5"], overrides=TINY)
+    model = checkpoints.load_record(outcome.record)
+    assert evaluate(model, mnist_test, "mnist").accuracy == outcome.record.test_accuracy
