@@ -37,6 +37,12 @@ def architecture_size(name: str, *, num_classes: int = 10, width: float = 1.0) -
     return count_params(model), count_macs(model)
 
 
+def confusion_matrix(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """counts[true class, predicted class] over a split."""
+    pairs = labels.long() * num_classes + predicted.long()
+    return torch.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
 def describe_machine(device: torch.device | str | None = None) -> str:
     """Where a figure was measured: the device, the CPU and the torch version."""
     import platform

@@ -1,0 +1,124 @@
+"""Background training jobs, without Streamlit."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from core import checkpoints
+from core.jobs import JobManager
+from core.training import TrainConfig
+
+TINY = TrainConfig(arch="lenet5", epochs=2, limit=300, batch_size=50)
+LONG = TrainConfig(arch="lenet5", epochs=50, limit=3000, batch_size=50)
+
+
+@pytest.fixture
+def manager(tmp_path):
+    return JobManager(folder=tmp_path, log_every=1)
+
+
+def wait_for(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_jobs_run_one_at_a_time_in_order(manager, tmp_path):
+    first = manager.submit(TINY, name="first", owner="ann")
+    wait_for(lambda: manager.snapshot(first).status == "running")
+    second = manager.submit(TINY, name="second", owner="bob")
+    waiting = manager.snapshot(second)
+    assert waiting.status == "queued" and waiting.position == 1
+    a, b = manager.wait(first, timeout=120), manager.wait(second, timeout=120)
+    assert (a.status, b.status) == ("done", "done")
+    assert a.finished <= b.started
+    assert a.result["test_accuracy"] > 10 and len(a.epochs) == 2
+    assert len(a.result["confusion"]) == 10 and sum(map(sum, a.result["confusion"])) == 10_000
+    assert sorted(r.name for r in checkpoints.read_manifest(tmp_path)) == ["first", "second"]
+    assert not manager.busy()
+
+
+def test_stop_ends_a_run_within_one_batch_and_keeps_it(manager, tmp_path):
+    job = manager.submit(LONG, name="long", owner="ann")
+    wait_for(lambda: len(manager.snapshot(job).steps) >= 3)
+    assert not manager.stop(job, owner="bob")  # only the session that started it
+    assert manager.stop(job, owner="ann")
+    steps_when_asked = len(manager.snapshot(job).steps)
+    assert manager.snapshot(job).status == "stopping"
+    done = manager.wait(job, timeout=60)
+    assert done.status == "stopped"
+    assert len(done.steps) <= steps_when_asked + 1  # the batch in flight, no more
+    assert done.result["status"] == "stopped"
+    assert checkpoints.load(tmp_path / "mnist" / "long.safetensors", arch="lenet5") is not None
+
+
+def test_a_queued_job_can_be_withdrawn(manager):
+    running = manager.submit(LONG, name="long", owner="ann")
+    queued = manager.submit(TINY, name="later", owner="bob")
+    assert manager.stop(queued, owner="bob")
+    assert manager.stop(running, owner="ann")
+    assert manager.wait(running, timeout=60).status == "stopped"
+    withdrawn = manager.snapshot(queued)
+    assert withdrawn.status == "stopped" and withdrawn.started is None
+
+
+def test_failures_become_failed_jobs_with_a_message(manager, tmp_path):
+    diverging = manager.submit(TrainConfig(arch="lenet5-relu", lr=1e4, optimizer="sgd", schedule="constant",
+                                           limit=640, batch_size=64), name="boom", owner="ann")
+    failed = manager.wait(diverging, timeout=60)
+    assert failed.status == "failed"
+    assert "diverged" in failed.error and "Lower the learning rate" in failed.error
+
+    no_data = JobManager(folder=tmp_path, data_root=str(tmp_path / "nowhere"))
+    missing = no_data.wait(no_data.submit(TINY, name="x", owner="ann"), timeout=60)
+    assert missing.status == "failed" and "MNIST_LAB_DATA" in missing.error
+    # the worker survives failures and takes the next job
+    assert manager.wait(manager.submit(TINY, name="after", owner="ann"), timeout=120).status == "done"
+
+
+def test_bad_requests_are_refused_at_once(manager):
+    with pytest.raises(ValueError, match="batch_size"):
+        manager.submit(TrainConfig(batch_size=0), name="x", owner="ann")
+    with pytest.raises(ValueError, match="no letters or digits"):
+        manager.submit(TINY, name="///", owner="ann")
+
+
+def test_names_stay_unique(manager):
+    a = manager.submit(TINY, name="mine", owner="ann")
+    b = manager.submit(TINY, name="mine", owner="bob")
+    assert (manager.snapshot(a).name, manager.snapshot(b).name) == ("mine", "mine-2")
+    manager.wait(b, timeout=120)
+    c = manager.submit(TINY, name="mine", owner="cy")  # taken by a saved run now too
+    assert manager.snapshot(c).name == "mine-3"
+    manager.wait(c, timeout=120)
+
+
+def test_snapshots_are_consistent_while_the_worker_writes(manager):
+    job = manager.submit(TrainConfig(arch="lenet5", epochs=3, limit=1500, batch_size=25), name="busy", owner="ann")
+    problems, seen = [], []
+    stop_reading = threading.Event()
+
+    def read():
+        while not stop_reading.is_set():
+            snap = manager.snapshot(job)
+            steps = [s["global_step"] for s in snap.steps]
+            if steps != sorted(set(steps)):
+                problems.append("steps out of order")
+            last = snap.last_step
+            if last and last["step"] + (last["epoch"] - 1) * last["steps_per_epoch"] != steps[-1]:
+                problems.append("last step and step list disagree")
+            if seen and len(steps) < seen[-1]:
+                problems.append("history shrank")
+            seen.append(len(steps))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    final = manager.wait(job, timeout=120)
+    stop_reading.set()
+    reader.join()
+    assert final.status == "done" and not problems
+    assert len(seen) > 10 and seen[-1] == 3 * 54  # ceil(1350 / 25) batches per epoch, each logged
