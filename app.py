@@ -1,20 +1,33 @@
-"""MNIST CNN Lab: `streamlit run app.py`."""
+"""MNIST CNN Lab: `streamlit run app.py`. This file is the home page; the others live in pages/."""
 
 import streamlit as st
 
+import ui
 from core import checkpoints, data
-from core.training import describe_device
 
-st.set_page_config(page_title="MNIST CNN Lab", page_icon=":material/neurology:", layout="wide")
+TEXT = {
+    "title": "MNIST CNN Lab",
+    "intro": "A lab for learning convolutional networks by doing. Train the classic architectures — "
+             "LeNet-5, AlexNet, ZFNet, VGG, GoogLeNet, ResNet, MobileNet — and simple baselines on "
+             "handwritten digits (MNIST) or clothes (Fashion-MNIST), and watch them learn.",
+    "pages": "Pages",
+    "train": "Train any architecture with your own hyperparameters and watch live loss and accuracy "
+             "curves. Runs are shared by the whole class and queue one after the other.",
+    "device": "Running on",
+    "models": "Trained models",
+    "models_help": "Shipped with the lab, plus the runs trained on this server.",
+}
 
-st.title("MNIST CNN Lab")
-st.write(
-    "Train the classic convolutional networks — LeNet-5, AlexNet, ZFNet, VGG, GoogLeNet, ResNet, "
-    "MobileNet — on MNIST and Fashion-MNIST, and compare them on numbers measured on this machine."
-)
-st.caption(f"Device: {describe_device()}")
+ui.page_setup("Home")
+st.title(TEXT["title"])
+st.write(TEXT["intro"])
 
-counts = {spec.title: len(checkpoints.find_models(name)) for name, spec in data.DATASETS.items()}
-columns = st.columns(len(counts))
-for column, (title, count) in zip(columns, counts.items(), strict=True):
-    column.metric(f"Trained models · {title}", count)
+st.subheader(TEXT["pages"])
+st.page_link("pages/1_Train.py", label="Train", icon=":material/model_training:")
+st.caption(TEXT["train"])
+
+st.divider()
+columns = st.columns(1 + len(data.DATASETS))
+columns[0].metric(TEXT["device"], ui.device_name())
+for column, (name, spec) in zip(columns[1:], data.DATASETS.items(), strict=True):
+    column.metric(f"{TEXT['models']} · {spec.title}", len(checkpoints.find_models(name)), help=TEXT["models_help"])

@@ -19,7 +19,7 @@ _ADAMW = dict(optimizer="adamw", lr=2e-3, weight_decay=0.05)
 _RECIPES: dict[str, dict] = {
     "mlp": dict(_ADAMW, epochs=15, lr=1e-3),
     "lenet5": dict(_ADAMW, epochs=15, lr=5e-3),  # tanh saturates slowly: a higher peak helped in short runs
-    "lenet5-relu": dict(_ADAMW, epochs=15, lr=3e-3),
+    "lenet5-relu": dict(_ADAMW, epochs=15, lr=5e-3),  # 3e-3 gave 99.14 %, under its 99.2 target
     "simple-cnn": dict(_ADAMW, epochs=12),
     "alexnet": dict(_ADAMW, epochs=12, lr=1e-3),
     "zfnet": dict(_ADAMW, epochs=12, lr=1e-3),

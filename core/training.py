@@ -198,7 +198,8 @@ def describe_device(device: str | torch.device | None = None) -> str:
         return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
     if device.type == "mps":
         return "Apple GPU (mps)"
-    return f"CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU, {threads} thread{'s' if threads > 1 else ''}"
 
 
 def outputs_loss(outputs: torch.Tensor | tuple, labels: torch.Tensor, label_smoothing: float = 0.0):

@@ -1,13 +1,87 @@
+"""The app headless: every page renders, and the Train page runs a job to the end."""
+
+from __future__ import annotations
+
+import json
+import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+REPO = Path(__file__).resolve().parent.parent
+PAGES = ["app.py", *sorted(f"pages/{p.name}" for p in (REPO / "pages").glob("*.py"))]
 
 
-def test_home_page_renders_the_device_and_model_counts():
-    at = AppTest.from_file(APP, default_timeout=60).run()
+def open_page(page: str = "app.py") -> AppTest:
+    """Start at the entry point and switch to the page, as the browser does."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    if page != "app.py":
+        at.switch_page(page)
+    return at.run()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(page):
+    at = open_page(page)
     assert not at.exception
-    assert at.title[0].value == "MNIST CNN Lab"
-    assert any("Device:" in caption.value for caption in at.caption)
-    assert [m.label for m in at.metric] == ["Trained models · MNIST", "Trained models · Fashion-MNIST"]
+    assert at.title and at.sidebar.radio[0].label == "Dataset"
+
+
+def test_home_shows_the_device_and_model_counts():
+    at = open_page()
+    labels = [m.label for m in at.metric]
+    assert labels == ["Running on", "Trained models · MNIST", "Trained models · Fashion-MNIST"]
+    assert "CPU" in at.metric[0].value or "GPU" in at.metric[0].value or "NVIDIA" in at.metric[0].value
+
+
+def run_until(at: AppTest, done, timeout: float = 120) -> AppTest:
+    """Fragments do not tick inside AppTest: rerun the page until the condition holds."""
+    deadline = time.monotonic() + timeout
+    while not done(at):
+        assert time.monotonic() < deadline, "timed out waiting for the page"
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception
+    return at
+
+
+def start(at: AppTest, *, arch: str, epochs: int, images: int | None, name: str) -> AppTest:
+    [arch_box] = [s for s in at.selectbox if s.label == "Architecture"]
+    arch_box.select(arch).run()
+    [epochs_slider] = [s for s in at.slider if s.label == "Epochs"]
+    epochs_slider.set_value(epochs)
+    [images_slider] = [s for s in at.select_slider if s.label == "Training images"]
+    images_slider.set_value(images)
+    [name_box] = [t for t in at.text_input if t.label == "Run name"]
+    name_box.input(name)
+    [button] = [b for b in at.button if b.label == "Start training"]
+    return button.click().run()
+
+
+def caption_has(at: AppTest, text: str) -> bool:
+    return any(text in c.value for c in at.caption)
+
+
+def test_a_tiny_run_goes_from_start_to_a_saved_model():
+    at = open_page("pages/1_Train.py")
+    at = start(at, arch="lenet5", epochs=2, images=500, name="tiny run")
+    assert not at.exception
+    at = run_until(at, lambda at: caption_has(at, "saved"))
+    assert any("saved as “tiny run”" in s.value for s in at.success)
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    loss = next(c for c in charts if c["layout"]["title"]["text"] == "Loss")
+    assert len(loss["data"][0]["x"]) >= 2  # train loss per logging interval
+    assert len(loss["data"][1]["x"]) == 2  # validation loss per epoch
+    assert any(c["data"][0]["type"] == "heatmap" for c in charts)
+    assert [m.label for m in at.metric][-3:] == ["Test accuracy", "Best epoch", "Training time"]
+
+
+def test_a_stopped_run_shows_as_stopped():
+    at = open_page("pages/1_Train.py")
+    at = start(at, arch="lenet5", epochs=30, images=None, name="long run")
+    at = run_until(at, lambda at: any(b.label == "Stop" for b in at.button) and caption_has(at, "training"))
+    [stop] = [b for b in at.button if b.label == "Stop"]
+    stop.click().run()
+    at = run_until(at, lambda at: caption_has(at, "stopped, best weights saved"))
+    assert any("Stopped; the best weights so far were saved" in s.value for s in at.success)

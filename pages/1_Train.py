@@ -1,0 +1,165 @@
+"""Train: any architecture on either dataset, live curves, runs shared by the whole server."""
+
+import streamlit as st
+
+import ui
+from core import data
+from core.jobs import JobSnapshot
+from core.models import get_card, list_models
+from core.recipes import recipe
+from core.training import OPTIMIZERS, SCHEDULES, TrainConfig
+
+TEXT = {
+    "title": "Train",
+    "intro": "Pick an architecture, set its hyperparameters and watch it learn. Runs belong to the server: "
+             "they go on when you switch pages or close the tab, and one runs at a time.",
+    "arch": "Architecture",
+    "settings": "Hyperparameters (defaults: this architecture's recipe)",
+    "optimizer": "Optimizer", "lr": "Learning rate", "schedule": "Schedule", "batch": "Batch size",
+    "epochs": "Epochs", "weight_decay": "Weight decay", "smoothing": "Label smoothing",
+    "augment": "Augmentation (shifts, rotations, scales)", "val": "Validation split",
+    "patience": "Early stopping patience (epochs, 0 = off)", "seed": "Seed", "images": "Training images",
+    "name": "Run name", "start": "Start training",
+    "started": "Queued as “{name}”.",
+    "live": "Runs", "show": "Show run", "nothing": "No runs yet on this server: start one above.",
+    "queued": "Waiting: position {position} in the queue.",
+    "progress": "epoch {epoch}/{epochs} · step {step}/{steps} · {speed:,.0f} img/s · ETA {eta}",
+    "stop": "Stop", "stopped": "Stopped; the best weights so far were saved as “{name}”.",
+    "done": "Finished; saved as “{name}”, now listed on the other pages.",
+    "failed": "This run failed: {error}",
+    "test_accuracy": "Test accuracy", "best_epoch": "Best epoch", "seconds": "Training time",
+    "queue": "Queue (everyone's runs)", "you": "you", "someone": "another session",
+}
+STATUS_ICON = {"queued": ":material/hourglass_top:", "running": ":material/play_circle:",
+               "stopping": ":material/stop_circle:", "done": ":material/check_circle:",
+               "stopped": ":material/stop_circle:", "failed": ":material/error:"}
+LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 5e-2, 0.1, 0.3, 1.0]
+WEIGHT_DECAYS = [0.0, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.05, 0.1]
+IMAGE_LIMITS = {500: "500", 2000: "2,000", 10_000: "10,000", None: "all 60,000"}
+
+dataset = ui.page_setup(TEXT["title"])
+manager = ui.job_manager()
+owner = ui.session_id()
+
+st.title(TEXT["title"])
+st.write(TEXT["intro"])
+
+settings, card = st.columns([3, 2], gap="large")
+with card:
+    arch = st.selectbox(TEXT["arch"], list_models(), format_func=lambda name: get_card(name).title,
+                        index=list_models().index("lenet5"))
+    ui.architecture_card(arch)
+
+default = recipe(arch, dataset)
+with settings, st.form("settings"):
+    st.caption(TEXT["settings"])
+    k = f"{arch}-{dataset}"  # switching architecture resets the widgets to its recipe
+    left, right = st.columns(2)
+    optimizer = left.selectbox(TEXT["optimizer"], OPTIMIZERS, index=OPTIMIZERS.index(default.optimizer),
+                               key=f"opt-{k}")
+    schedule = right.selectbox(TEXT["schedule"], SCHEDULES, index=SCHEDULES.index(default.schedule),
+                               key=f"sched-{k}")
+    lr = left.select_slider(TEXT["lr"], sorted(set(LEARNING_RATES + [default.lr])), value=default.lr,
+                            format_func=lambda v: f"{v:g}", key=f"lr-{k}")
+    batch_size = right.select_slider(TEXT["batch"], [16, 32, 64, 128, 256, 512], value=default.batch_size,
+                                     key=f"batch-{k}")
+    epochs = left.slider(TEXT["epochs"], 1, 30, default.epochs, key=f"epochs-{k}")
+    weight_decay = right.select_slider(TEXT["weight_decay"], sorted(set(WEIGHT_DECAYS + [default.weight_decay])),
+                                       value=default.weight_decay, format_func=lambda v: f"{v:g}", key=f"wd-{k}")
+    label_smoothing = left.slider(TEXT["smoothing"], 0.0, 0.3, default.label_smoothing, 0.05, key=f"ls-{k}")
+    val_split = right.slider(TEXT["val"], 0.0, 0.3, default.val_split, 0.05, key=f"val-{k}")
+    patience = left.number_input(TEXT["patience"], 0, 30, default.patience, key=f"pat-{k}")
+    seed = right.number_input(TEXT["seed"], 0, 2**31 - 1, default.seed, key=f"seed-{k}")
+    limit = left.select_slider(TEXT["images"], list(IMAGE_LIMITS), value=None, format_func=IMAGE_LIMITS.get,
+                               key=f"limit-{k}")
+    augment = right.toggle(TEXT["augment"], default.augment, key=f"aug-{k}")
+    name = st.text_input(TEXT["name"], f"{arch}-{owner[:4]}", max_chars=60, key=f"name-{k}")
+    if st.form_submit_button(TEXT["start"], type="primary", icon=":material/play_arrow:"):
+        config = TrainConfig(
+            arch=arch, dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+            momentum=default.momentum, nesterov=default.nesterov, schedule=schedule, weight_decay=weight_decay,
+            label_smoothing=label_smoothing, augment=augment, val_split=val_split, patience=int(patience),
+            seed=int(seed), limit=limit,
+        )
+        try:
+            st.session_state["shown_job"] = manager.submit(config, name=name, owner=owner)
+            st.toast(TEXT["started"].format(name=manager.snapshot(st.session_state["shown_job"]).name))
+        except ValueError as error:
+            st.error(str(error))
+
+
+def clock(seconds: float | None) -> str:
+    seconds = int(seconds or 0)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def show(job: JobSnapshot) -> None:
+    title = f"{STATUS_ICON[job.status]} {job.name} — {get_card(job.config.arch).title} on " \
+            f"{data.get_spec(job.config.dataset).title}"
+    st.subheader(title)
+    st.caption(f"{job.status} · {job.phase}" + (f" · {job.device}" if job.device else ""))
+    if job.owner == owner and job.active and st.button(TEXT["stop"], key=f"stop-{job.id}",
+                                                       icon=":material/stop:"):
+        manager.stop(job.id, owner=owner)
+        job = manager.snapshot(job.id)
+    if job.status == "queued":
+        st.info(TEXT["queued"].format(position=job.position))
+    if job.last_step and job.active:
+        step = job.last_step
+        st.progress(job.progress, text=TEXT["progress"].format(
+            epoch=step["epoch"], epochs=step["epochs"], step=step["step"], steps=step["steps_per_epoch"],
+            speed=job.samples_per_s, eta=clock(job.eta_s)))
+    if job.steps:
+        loss, accuracy = ui.loss_and_accuracy_charts(job)
+        left, right = st.columns(2)
+        left.plotly_chart(loss, width="stretch")
+        right.plotly_chart(accuracy, width="stretch")
+    if job.status == "failed":
+        st.error(TEXT["failed"].format(error=job.error))
+    if job.result:
+        st.success(TEXT["done" if job.status == "done" else "stopped"].format(name=job.name))
+        a, b, c = st.columns(3)
+        a.metric(TEXT["test_accuracy"], f"{job.result['test_accuracy']:.2f} %")
+        b.metric(TEXT["best_epoch"], job.result["best_epoch"] or "–")  # 0: stopped within the first epoch
+        c.metric(TEXT["seconds"], clock(job.result["seconds"]))
+        classes = data.get_spec(job.config.dataset).classes
+        st.plotly_chart(ui.confusion_chart(job.result["confusion"], classes), width="stretch")
+
+
+def queue_table(jobs: list[JobSnapshot]) -> None:
+    st.dataframe(
+        [{"run": j.name, "architecture": get_card(j.config.arch).title,
+          "dataset": data.get_spec(j.config.dataset).title,
+          "status": f"queued, #{j.position}" if j.position else j.status, "progress": round(100 * j.progress),
+          "test accuracy": j.result["test_accuracy"] if j.result else None,
+          "started by": TEXT["you"] if j.owner == owner else TEXT["someone"]} for j in reversed(jobs)],
+        hide_index=True, width="stretch",
+        column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%d%%")},
+    )
+
+
+polling = manager.busy()
+
+
+@st.fragment(run_every=1.0 if polling else None)
+def live() -> None:
+    jobs = manager.snapshots()
+    st.header(TEXT["live"])
+    if not jobs:
+        st.info(TEXT["nothing"])
+        return
+    ids = [j.id for j in jobs]
+    mine = [j.id for j in jobs if j.owner == owner]
+    preferred = st.session_state.get("shown_job") or (mine or [j.id for j in jobs if j.active] or ids)[-1]
+    by_id = {j.id: j for j in jobs}
+    shown = st.selectbox(TEXT["show"], list(reversed(ids)), index=list(reversed(ids)).index(preferred),
+                         format_func=lambda i: f"{by_id[i].name} ({by_id[i].status})")
+    st.session_state["shown_job"] = shown
+    show(by_id[shown])
+    st.subheader(TEXT["queue"])
+    queue_table(jobs)
+    if polling and not manager.busy():
+        st.rerun()  # everything finished: one full run to stop polling
+
+
+live()

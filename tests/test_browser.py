@@ -1,0 +1,100 @@
+"""The app in a real browser: `streamlit run app.py` on a free port, Debian's Chromium via Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _require_browser() -> None:
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing = "the playwright package"
+    else:
+        missing = None if os.path.exists(CHROMIUM) else f"Chromium at {CHROMIUM}"
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing} is missing; .ci/run installs it")
+        pytest.skip(f"{missing} is missing (apt-get install chromium; pip install playwright)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A fresh server per module, so that the first request really is the first."""
+    _require_browser()
+    port = _free_port()
+    env = dict(os.environ, MNIST_LAB_RUNS=str(tmp_path_factory.mktemp("browser-runs")))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+            break
+        except OSError:
+            assert process.poll() is None, "streamlit exited"
+            assert time.monotonic() < deadline, "streamlit did not start"
+            time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    yield context.new_page()
+    context.close()
+
+
+def test_a_deep_link_as_the_first_request_shows_the_page_and_our_navigation(server, page):
+    page.goto(f"{server}/Train")
+    page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=60_000)
+    sidebar = page.get_by_test_id("stSidebar")
+    assert sidebar.get_by_role("link", name="Home").is_visible()
+    assert sidebar.get_by_role("link", name="Train").is_visible()
+    assert sidebar.get_by_text("Dataset").is_visible()
+    assert page.get_by_test_id("stSidebarNav").count() == 0  # Streamlit's automatic list is hidden
+
+
+def test_navigation_goes_home_and_back(server, page):
+    page.goto(server)
+    page.get_by_role("heading", name="MNIST CNN Lab").wait_for(timeout=60_000)
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Train").click()
+    page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
+    assert page.url.endswith("/Train")
