@@ -13,6 +13,8 @@ TEXT = {
     "pages": "Pages",
     "train": "Train any architecture with your own hyperparameters and watch live loss and accuracy "
              "curves. Runs are shared by the whole class and queue one after the other.",
+    "draw": "Draw a digit and watch every trained model answer at once, with MNIST's preprocessing "
+            "shown step by step.",
     "device": "Running on",
     "models": "Trained models",
     "models_help": "Shipped with the lab, plus the runs trained on this server.",
@@ -25,6 +27,8 @@ st.write(TEXT["intro"])
 st.subheader(TEXT["pages"])
 st.page_link("pages/1_Train.py", label="Train", icon=":material/model_training:")
 st.caption(TEXT["train"])
+st.page_link("pages/2_Draw.py", label="Draw", icon=":material/draw:")
+st.caption(TEXT["draw"])
 
 st.divider()
 columns = st.columns(1 + len(data.DATASETS))

@@ -15,6 +15,7 @@ from core import checkpoints, data
 from core.jobs import JobManager, JobSnapshot
 from core.measure import architecture_size
 from core.models import get_card
+from core.predict import Ensemble
 from core.training import describe_device
 
 DATASET_KEY = "dataset"
@@ -22,6 +23,7 @@ DATASET_KEY = "dataset"
 PAGES = [
     ("app.py", "Home", ":material/home:"),
     ("pages/1_Train.py", "Train", ":material/model_training:"),
+    ("pages/2_Draw.py", "Draw", ":material/draw:"),
 ]
 
 
@@ -29,6 +31,17 @@ PAGES = [
 def job_manager() -> JobManager:
     """One queue of training jobs for the whole server, shared by every browser session."""
     return JobManager()
+
+
+@st.cache_resource(max_entries=4)
+def _ensemble(dataset: str, signature: tuple) -> Ensemble:
+    return Ensemble.for_dataset(dataset)
+
+
+def ensemble(dataset: str) -> Ensemble:
+    """Every trained model of a dataset, loaded once and shared; reloaded when a run is saved."""
+    signature = tuple((r.file, r.date) for r in checkpoints.find_models(dataset))
+    return _ensemble(dataset, signature)
 
 
 @st.cache_data

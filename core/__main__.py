@@ -1,4 +1,4 @@
-"""Command line: python -m core list | train | eval | bench  (each with --help).
+"""Command line: python -m core list | train | eval | predict | bench  (each with --help).
 
 Human text goes to stdout; with --json, stdout holds one JSON document and progress goes to stderr.
 """
@@ -10,10 +10,12 @@ import json
 import sys
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import TextIO
 
-from core import checkpoints, data, measure
+from core import checkpoints, data, measure, preprocess
 from core.models import get_card, list_models
+from core.predict import Ensemble
 from core.recipes import recipe, train_all
 from core.training import (
     OPTIMIZERS,
@@ -199,6 +201,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report["pipeline"] = measure.pipeline_benchmark(
         batches=args.batches, rounds=args.rounds, batch_size=args.batch_size, device=device, data_root=args.data
     )
+    report["draw"] = measure.draw_latency(args.dataset, data_root=args.data)
     if args.json:
         emit(report)
         return 0
@@ -210,7 +213,53 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        ("trainer_augmented_images_per_s", "our trainer with augmentation")):
         print(f"  {label:<40} {pipeline[key]:>10,.0f} img/s")
     print(f"  speed-up {pipeline['speedup']:.1f}x")
+    draw = report["draw"]
+    if draw["models"]:
+        print(f"drawing to answers: preprocessing + {draw['models']} shipped {draw['dataset']} models, "
+              f"median of {draw['repeats']}: {draw['median_ms']:.1f} ms")
+    else:
+        print(f"drawing to answers: no shipped {draw['dataset']} models to time")
     return 0
+
+
+# --- predict ----------------------------------------------------------------------------------
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    ensemble = Ensemble.for_dataset(args.dataset)
+    for name, problem in ensemble.problems.items():
+        print(f"warning: {name} left out: {problem}", file=sys.stderr)
+    if not len(ensemble):
+        raise ValueError(f"no trained {args.dataset} models found: train one with `python -m core train`")
+    classes = data.get_spec(args.dataset).classes
+    results, failed = [], 0
+    for path in args.images:
+        row: dict = {"image": path}
+        try:
+            stages = preprocess.prepare(preprocess.read_image(Path(path).read_bytes(), name=path), naive=args.naive)
+            if stages.empty:
+                raise preprocess.ImageError(f"{path}: no digit found (the picture is blank or nearly so)")
+            row |= ensemble.predict(stages.tensor(args.dataset))[0].to_json(classes)
+        except (OSError, preprocess.ImageError) as error:
+            row["error"] = str(error) if isinstance(error, preprocess.ImageError) else f"{path}: {error.strerror}"
+            failed += 1
+        results.append(row)
+        if not args.json:
+            print_prediction(row)
+    if args.json:
+        emit(results)
+    return 1 if failed else 0
+
+
+def print_prediction(row: dict) -> None:
+    if "error" in row:
+        print(f"{row['image']}: error: {row['error']}")
+        return
+    consensus = row["consensus"]
+    print(f"{row['image']}: {consensus['label']} ({100 * consensus['probability']:.1f}% mean probability)")
+    for model in row["models"]:
+        mark = "" if model["digit"] == consensus["digit"] else "   <- disagrees"
+        print(f"  {model['name']:<28} {model['label']:<12} {100 * model['probability']:5.1f}%  "
+              f"{model['milliseconds']:6.2f} ms{mark}")
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -266,7 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_.add_argument("--only", choices=("shipped", "runs"), help="only the shipped models, or only runs")
     data_options(evaluate_)
 
-    bench = command("bench", cmd_bench, "measured speed of the training pipeline")
+    predict = command("predict", cmd_predict, "every trained model's answer for pictures of digits")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    predict.add_argument("--dataset", default="mnist", choices=list(data.DATASETS))
+    predict.add_argument("--naive", action="store_true", help="squash the picture to 28x28 instead of MNIST's recipe")
+
+    bench = command("bench", cmd_bench, "measured speed: the training pipeline, and drawing to answers")
+    bench.add_argument("--dataset", default="mnist", choices=list(data.DATASETS), help="for the drawing figure")
     bench.add_argument("--batches", type=int, default=300, help="batches per pipeline and round")
     bench.add_argument("--rounds", type=int, default=5, help="timed rounds (medians are reported)")
     bench.add_argument("--batch-size", type=int, default=64)

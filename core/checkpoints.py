@@ -29,7 +29,7 @@ from torch import nn
 
 import core
 from core import data
-from core.models import get_model
+from core.models import get_model, list_models
 
 if TYPE_CHECKING:
     from core.training import Trainer
@@ -231,10 +231,12 @@ def load_record(record: ModelRecord) -> nn.Module:
 
 
 def find_models(dataset: str | None = None, *, include_runs: bool = True) -> list[ModelRecord]:
-    """Shipped models, then this machine's runs, optionally of one dataset only."""
-    records = read_manifest(WEIGHTS_DIR)
+    """Shipped models in the zoo's order, then this machine's runs, oldest first; optionally of
+    one dataset only."""
+    order = {arch: i for i, arch in enumerate(list_models())}
+    records = sorted(read_manifest(WEIGHTS_DIR), key=lambda r: (order.get(r.arch, len(order)), r.name))
     if include_runs:
-        records += read_manifest(runs_dir())
+        records += sorted(read_manifest(runs_dir()), key=lambda r: r.date)
     return [r for r in records if dataset is None or r.dataset == dataset]
 
 

@@ -145,3 +145,29 @@ def pipeline_benchmark(
         "trainer_augmented_images_per_s": round(ours_augmented, 1),
         "speedup": round(ours / tutorial, 2),
     }
+
+
+def draw_latency(dataset: str = "mnist", *, repeats: int = 50, data_root: str | None = None) -> dict:
+    """Milliseconds from a 280x280 drawing to every shipped model's answer: the Draw page's work.
+
+    The drawing is a test digit painted at canvas size; preprocessing and all models are timed
+    together, and the median of ``repeats`` runs is reported (after one warm-up).
+    """
+    import numpy as np
+
+    from core import data, preprocess
+    from core.predict import Ensemble
+
+    ensemble = Ensemble.for_dataset(dataset, include_runs=False)
+    if not len(ensemble):
+        return {"dataset": dataset, "models": 0}
+    digit = data.load(dataset, train=False, root=data_root, limit=1).images[0].numpy()
+    grey = np.kron(digit, np.ones((10, 10), dtype=np.uint8))  # 28 -> 280 pixels, like a canvas
+    canvas = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+    timings = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        ensemble.predict(preprocess.prepare(canvas).tensor(dataset))
+        timings.append(1000 * (time.perf_counter() - start))
+    return {"dataset": dataset, "models": len(ensemble), "repeats": repeats,
+            "median_ms": round(statistics.median(timings[1:]), 2)}

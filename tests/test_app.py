@@ -85,3 +85,44 @@ def test_a_stopped_run_shows_as_stopped():
     stop.click().run()
     at = run_until(at, lambda at: caption_has(at, "stopped, best weights saved"))
     assert any("Stopped; the best weights so far were saved" in s.value for s in at.success)
+
+
+def canvas_state(picture) -> dict:
+    """What streamlit-drawable-canvas keeps in session state after a stroke."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}, "backgroundFit": None}
+
+
+def test_draw_page_asks_for_a_digit_when_the_canvas_is_empty():
+    at = open_page("pages/2_Draw.py")
+    assert not at.exception
+    assert any("Draw a digit on the canvas" in i.value for i in at.info)
+    assert not at.dataframe
+
+
+def test_draw_page_shows_the_stages_and_every_models_answer(mnist_test):
+    import numpy as np
+
+    from core import checkpoints
+
+    seven = mnist_test.images[0].numpy()  # the first test digit is a 7
+    grey = np.kron(seven, np.ones((10, 10), dtype=np.uint8))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.switch_page("pages/2_Draw.py")
+    at.session_state["draw_canvas"] = canvas_state(np.dstack([grey] * 3 + [np.full_like(grey, 255)]))
+    at.run()
+    assert not at.exception
+    captions = [image.proto.imgs[0].caption for image in at.get("image")]
+    assert captions == ["your picture", "ink cropped", "longer side 20 px", "28x28, centred",
+                        "normalised (mean 0, sd 1)"]
+    consensus = next(m.value for m in at.markdown if "class='consensus'" in m.value)
+    assert ">7</div>" in consensus
+    [table] = at.dataframe
+    assert len(table.value) == len(checkpoints.find_models("mnist"))

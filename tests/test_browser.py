@@ -98,3 +98,33 @@ def test_navigation_goes_home_and_back(server, page):
     page.get_by_test_id("stSidebar").get_by_role("link", name="Train").click()
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
     assert page.url.endswith("/Train")
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, points: int = 24) -> list[tuple[float, float]]:
+    import math
+
+    return [(cx + rx * math.sin(2 * math.pi * t / points), cy - ry * math.cos(2 * math.pi * t / points))
+            for t in range(points + 1)]
+
+
+@pytest.mark.parametrize(
+    "digit, strokes",
+    [(1, [[(145, 35), (135, 245)]]),
+     (7, [[(75, 55), (205, 55), (125, 240)]]),
+     (0, [_ellipse(140, 140, 55, 90)])],
+)
+def test_digits_drawn_with_the_mouse_are_read_by_the_models(server, page, digit, strokes):
+    page.goto(f"{server}/Draw")
+    canvas = page.locator("[data-testid=stBidiComponentIsolated] canvas.upper-canvas")
+    canvas.wait_for(timeout=60_000)
+    box = canvas.bounding_box()
+    for stroke in strokes:
+        page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=6)
+        page.mouse.up()
+    consensus = page.locator("div.consensus")
+    consensus.wait_for(timeout=60_000)
+    assert consensus.inner_text().strip() == str(digit)
+    assert page.get_by_text("Consensus:").is_visible()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core import checkpoints
 from core.models import list_models
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +72,27 @@ def test_human_output_and_bad_input():
     assert done.returncode == 2 and "invalid choice: 'lenet6'" in done.stderr
 
 
-@pytest.mark.parametrize("command", ["list", "train", "eval", "bench"])
+def test_predict_json_answers_per_image_in_order(tmp_path, mnist_test):
+    import numpy as np
+    from PIL import Image
+
+    paths = []
+    for i in range(3):  # dark ink on white paper, at canvas size
+        picture = 255 - np.kron(mnist_test.images[i].numpy(), np.ones((10, 10), dtype=np.uint8))
+        paths.append(tmp_path / f"digit{i}.png")
+        Image.fromarray(picture).save(paths[-1])
+    Image.fromarray(np.full((280, 280), 255, np.uint8)).save(tmp_path / "blank.png")
+    done = run_cli("predict", *map(str, paths), str(tmp_path / "blank.png"), "--json")
+    assert done.returncode == 1  # the blank picture is an error, reported in its place
+    rows = json.loads(done.stdout)
+    assert [row["image"] for row in rows] == [str(p) for p in paths] + [str(tmp_path / "blank.png")]
+    for row, label in zip(rows, mnist_test.labels[:3].tolist(), strict=False):
+        assert row["consensus"]["digit"] == label and 0 < row["consensus"]["probability"] <= 1
+        assert row["models"] and {"name", "digit", "probability", "probabilities"} <= set(row["models"][0])
+    assert "no digit found" in rows[3]["error"]
+
+
+@pytest.mark.parametrize("command", ["list", "train", "eval", "predict", "bench"])
 def test_every_command_has_help(command):
     done = run_cli(command, "--help")
     assert done.returncode == 0 and "--json" in done.stdout
@@ -86,3 +107,7 @@ def test_bench_json_reports_both_pipelines():
     assert pipeline["speedup"] == pytest.approx(
         pipeline["trainer_images_per_s"] / pipeline["tutorial_images_per_s"], rel=0.01)
     assert "torch" in report["device"]
+    draw = report["draw"]
+    assert draw["models"] == len(checkpoints.find_models("mnist", include_runs=False))
+    if draw["models"]:
+        assert draw["median_ms"] > 0 and draw["repeats"] == 50

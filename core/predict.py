@@ -1,0 +1,100 @@
+"""Every trained model's answer to the same input, and their consensus (mean probability)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from core import checkpoints
+from core.checkpoints import ModelRecord
+
+
+@dataclass
+class Answer:
+    name: str
+    arch: str
+    shipped: bool
+    probabilities: torch.Tensor  # (classes,) for one input
+    milliseconds: float  # this model's forward pass
+
+    @property
+    def top(self) -> int:
+        return int(self.probabilities.argmax())
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities.max())
+
+
+@dataclass
+class Prediction:
+    answers: list[Answer]
+    probabilities: torch.Tensor  # the consensus: mean of the models' probabilities
+
+    @property
+    def top(self) -> int:
+        return int(self.probabilities.argmax())
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities.max())
+
+    @property
+    def dissenters(self) -> list[str]:
+        """Models whose top answer differs from the consensus."""
+        return [a.name for a in self.answers if a.top != self.top]
+
+    def to_json(self, classes: tuple[str, ...]) -> dict:
+        return {
+            "consensus": {"digit": self.top, "label": classes[self.top], "probability": round(self.confidence, 4)},
+            "models": [
+                {"name": a.name, "arch": a.arch, "shipped": a.shipped, "digit": a.top, "label": classes[a.top],
+                 "probability": round(a.confidence, 4), "milliseconds": round(a.milliseconds, 2),
+                 "probabilities": [round(float(p), 4) for p in a.probabilities]}
+                for a in self.answers
+            ],
+        }
+
+
+class Ensemble:
+    """The trained models of one dataset, loaded once, answering together.
+
+    A model whose file is missing, corrupt or mismatched is left out and reported in ``problems``;
+    every other model keeps working.
+    """
+
+    def __init__(self, records: list[ModelRecord]) -> None:
+        self.models: list[tuple[ModelRecord, nn.Module]] = []
+        self.problems: dict[str, str] = {}
+        for record in records:
+            try:
+                self.models.append((record, checkpoints.load_record(record)))
+            except checkpoints.CheckpointError as error:
+                self.problems[record.name] = str(error)
+
+    @classmethod
+    def for_dataset(cls, dataset: str, *, include_runs: bool = True) -> Ensemble:
+        return cls(checkpoints.find_models(dataset, include_runs=include_runs))
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> list[Prediction]:
+        """Answers for a batch of normalised N x 1 x 28 x 28 inputs: one forward pass per model."""
+        if not self.models:
+            raise ValueError("no trained models to ask: train one, or restore the shipped weights")
+        per_model = []
+        for record, model in self.models:
+            start = time.perf_counter()
+            probabilities = model(x).float().softmax(dim=1)
+            per_model.append((record, probabilities, 1000 * (time.perf_counter() - start) / len(x)))
+        predictions = []
+        for i in range(len(x)):
+            answers = [Answer(r.name, r.arch, r.shipped, p[i], ms) for r, p, ms in per_model]
+            consensus = torch.stack([a.probabilities for a in answers]).mean(dim=0)
+            predictions.append(Prediction(answers, consensus))
+        return predictions

@@ -1,0 +1,122 @@
+"""Draw: a digit on the canvas, MNIST's preprocessing step by step, every model's answer at once."""
+
+import time
+
+import numpy as np
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+import ui
+from core import data, preprocess
+
+TEXT = {
+    "title": "Draw",
+    "intro": "Draw a digit and every trained model answers at once. Before they see it, your drawing is "
+             "prepared the way MNIST's digits were: cropped to the ink, scaled to fit 20x20 pixels, and "
+             "centred by its centre of mass in a 28x28 field.",
+    "source": "Input", "draw": "Draw", "upload": "Upload a picture",
+    "pen": "Pen width", "canvas_help": "The toolbar above the canvas undoes, redoes and clears.",
+    "upload_label": "A PNG or JPEG picture of one digit (up to 5 MB)",
+    "naive": "Naive resize (what most demos do)",
+    "naive_help": "Squash the whole picture to 28x28 without cropping or centring, to see why the recipe matters.",
+    "empty": "Draw a digit on the canvas (or upload a picture): there is nothing to classify yet.",
+    "stages": "What the models see",
+    "stage_names": ["your picture", "ink cropped", "longer side 20 px", "28x28, centred",
+                    "normalised (mean 0, sd 1)"],
+    "consensus": "Consensus: {probability:.0%} mean probability over {n} models",
+    "answers": "Every model's answer", "no_models": "No trained models for {dataset} yet: train one on the Train page.",
+    "left_out": "{name} is left out: {problem}",
+    "disagree": "{n} of {total} models disagree with the consensus: {names}.",
+    "agree": "All {total} models agree.",
+    "timing": "Preprocessing and all models: {ms:.0f} ms on {device}.",
+    "columns": {"model": "model", "answer": "answer", "confidence": "confidence", "probabilities": "probabilities",
+                "agrees": "agrees", "ms": "ms"},
+}
+CANVAS_KEY = "draw_canvas"
+
+dataset = ui.page_setup(TEXT["title"])
+classes = data.get_spec(dataset).classes
+models = ui.ensemble(dataset)
+
+st.title(TEXT["title"])
+st.write(TEXT["intro"])
+left, right = st.columns([2, 3], gap="large")
+
+with left:
+    source = st.radio(TEXT["source"], [TEXT["draw"], TEXT["upload"]], horizontal=True, label_visibility="collapsed")
+    picture = None
+    if source == TEXT["draw"]:
+        pen = st.slider(TEXT["pen"], 6, 40, 18)
+        if CANVAS_KEY not in st.session_state:  # back on this page: bring the last drawing back
+            st.session_state["draw_restore"] = st.session_state.get("draw_json")
+        canvas = st_canvas(stroke_width=pen, stroke_color="#FFFFFF", background_color="#000000", width=280,
+                           height=280, drawing_mode="freedraw", return_image_data=True, key=CANVAS_KEY,
+                           initial_drawing=st.session_state.get("draw_restore"))
+        st.caption(TEXT["canvas_help"])
+        if canvas.image_data is not None:
+            picture = canvas.image_data
+            st.session_state["draw_json"], st.session_state["draw_picture"] = canvas.json_data, picture
+        elif st.session_state.get("draw_restore"):
+            picture = st.session_state.get("draw_picture")
+    else:
+        upload = st.file_uploader(TEXT["upload_label"], type=["png", "jpg", "jpeg"])
+        if upload is not None:
+            try:
+                picture = preprocess.read_image(upload.getvalue(), name=upload.name)
+            except preprocess.ImageError as error:
+                st.error(str(error))
+    naive = st.toggle(TEXT["naive"], help=TEXT["naive_help"])
+
+with right:
+    start = time.perf_counter()
+    stages = preprocess.prepare(picture, naive=naive) if picture is not None else None
+    if stages is None or stages.empty:
+        st.info(TEXT["empty"])
+        st.stop()
+    x = stages.tensor(dataset)
+    st.session_state["last_digit"] = stages.centred  # the Inside page starts from it
+
+    st.subheader(TEXT["stages"])
+    shown = [(stages.raw, TEXT["stage_names"][0]), (stages.cropped, TEXT["stage_names"][1]),
+             (stages.scaled, TEXT["stage_names"][2]), (stages.centred, TEXT["stage_names"][3]),
+             ((x[0, 0] - x.min()) / (x.max() - x.min()), TEXT["stage_names"][4])]
+    shown = [(image, caption) for image, caption in shown if image is not None]
+    for column, (image, caption) in zip(st.columns(len(shown)), shown, strict=True):
+        column.image(np.asarray(image, dtype=np.float32), caption=caption, width="stretch", clamp=True)
+
+    if not len(models):
+        st.warning(TEXT["no_models"].format(dataset=data.get_spec(dataset).title))
+        st.stop()
+    prediction = models.predict(x)[0]
+    milliseconds = 1000 * (time.perf_counter() - start)
+
+    answer, consensus = st.columns([1, 2])
+    answer.markdown(f"<div class='consensus' style='font-size:5rem;font-weight:700;line-height:1.1'>"
+                    f"{classes[prediction.top]}</div>",
+                    unsafe_allow_html=True)
+    answer.caption(TEXT["consensus"].format(probability=prediction.confidence, n=len(prediction.answers)))
+    with consensus:
+        dissenters = prediction.dissenters
+        if dissenters:
+            st.warning(TEXT["disagree"].format(n=len(dissenters), total=len(prediction.answers),
+                                               names=", ".join(dissenters)))
+        else:
+            st.success(TEXT["agree"].format(total=len(prediction.answers)))
+        st.caption(TEXT["timing"].format(ms=milliseconds, device=ui.device_name()))
+    for name, problem in models.problems.items():
+        st.warning(TEXT["left_out"].format(name=name, problem=problem))
+
+columns = TEXT["columns"]
+st.subheader(TEXT["answers"])
+st.dataframe(
+    [{columns["model"]: a.name, columns["answer"]: classes[a.top], columns["confidence"]: a.confidence,
+      columns["probabilities"]: a.probabilities.tolist(), columns["agrees"]: a.top == prediction.top,
+      columns["ms"]: round(a.milliseconds, 2)} for a in prediction.answers],
+    hide_index=True, width="stretch",
+    column_config={
+        columns["confidence"]: st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
+        columns["probabilities"]: st.column_config.BarChartColumn(
+            y_min=0, y_max=1, help=f"one bar per class: {', '.join(classes)}"),
+        columns["agrees"]: st.column_config.CheckboxColumn(),
+    },
+)
