@@ -15,6 +15,9 @@ TEXT = {
              "curves. Runs are shared by the whole class and queue one after the other.",
     "draw": "Draw a digit and watch every trained model answer at once, with MNIST's preprocessing "
             "shown step by step.",
+    "compare": "Every trained model side by side on numbers measured on this machine: size, accuracy, training "
+               "time, latency and throughput, accuracy per class, the mistakes and the hardest digits, and each "
+               "architecture layer by layer.",
     "device": "Running on",
     "models": "Trained models",
     "models_help": "Shipped with the lab, plus the runs trained on this server.",
@@ -29,6 +32,8 @@ st.page_link("pages/1_Train.py", label="Train", icon=":material/model_training:"
 st.caption(TEXT["train"])
 st.page_link("pages/2_Draw.py", label="Draw", icon=":material/draw:")
 st.caption(TEXT["draw"])
+st.page_link("pages/3_Compare.py", label="Compare", icon=":material/leaderboard:")
+st.caption(TEXT["compare"])
 
 st.divider()
 columns = st.columns(1 + len(data.DATASETS))

@@ -24,6 +24,7 @@ PAGES = [
     ("app.py", "Home", ":material/home:"),
     ("pages/1_Train.py", "Train", ":material/model_training:"),
     ("pages/2_Draw.py", "Draw", ":material/draw:"),
+    ("pages/3_Compare.py", "Compare", ":material/leaderboard:"),
 ]
 
 

@@ -195,13 +195,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # --- bench ------------------------------------------------------------------------------------
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.zoo:
+        return bench_zoo(args)
     device = resolve_device(args.device)
     report = {"device": measure.describe_machine(device)}
     print(f"benchmarking on {report['device']}", file=sys.stderr, flush=True)
     report["pipeline"] = measure.pipeline_benchmark(
         batches=args.batches, rounds=args.rounds, batch_size=args.batch_size, device=device, data_root=args.data
     )
-    report["draw"] = measure.draw_latency(args.dataset, data_root=args.data)
+    report["draw"] = measure.draw_latency(args.dataset or "mnist", data_root=args.data)
     if args.json:
         emit(report)
         return 0
@@ -220,6 +222,52 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(f"drawing to answers: no shipped {draw['dataset']} models to time")
     return 0
+
+
+def bench_zoo(args: argparse.Namespace) -> int:
+    devices = measure.speed_devices() if args.device is None else [resolve_device(args.device)]
+    machines = [measure.describe_machine(device) for device in devices]
+    print(f"timing the zoo on {' and '.join(machines)}", file=sys.stderr, flush=True)
+    rows = measure.zoo_table(checkpoints.find_models(args.dataset), devices=devices, refresh=args.refresh,
+                             repeats=args.repeats, progress=step_progress)
+    if args.json:
+        emit({"machines": machines, "models": [asdict(row) for row in rows],
+              "lab_report": {"setting": measure.LAB_REPORT_SETTING,
+                             "figures": [asdict(figure) for figure in measure.LAB_REPORT]}})
+        return 0
+    if not rows:
+        print("no trained models found: train one with `python -m core train --arch lenet5`")
+        return 0
+    gpu = any(row.gpu_latency_ms is not None for row in rows)
+    width = max(len(row.name) for row in rows)
+    print(f"{'model':<{width}} {'dataset':<8} {'params':>8} {'MACs':>8} {'MB':>6} {'acc %':>6} {'train s':>8} "
+          f"{'epochs':>6} {'CPU ms':>7} {'CPU img/s':>10}" + (f" {'GPU ms':>7} {'GPU img/s':>10}" if gpu else "")
+          + "  trained on")
+
+    def speed(milliseconds: float | None, images_per_s: float | None) -> str:
+        if milliseconds is None:
+            return f" {'-':>7} {'-':>10}"
+        return f" {milliseconds:>7.2f} {images_per_s:>10,.0f}"
+
+    for row in rows:
+        print(f"{row.name:<{width}} {row.dataset:<8} {human(row.params):>8} {human(row.macs):>8} "
+              f"{row.weights_mb:>6.2f} {row.test_accuracy:>6.2f} {row.train_seconds:>8.1f} {row.epochs:>6}"
+              + speed(row.cpu_latency_ms, row.cpu_images_per_s)
+              + (speed(row.gpu_latency_ms, row.gpu_images_per_s) if gpu else "") + f"  {row.train_device}")
+    print(f"latency: one image; img/s: batch 256; medians after a warm-up, on {' and '.join(machines)}")
+    print(f"for context, the lab report ({measure.LAB_REPORT_SETTING}):")
+    for figure in measure.LAB_REPORT:
+        print(f"  {figure.family:<10} {figure.seconds:>7.2f} s {figure.accuracy:>6.2f}%")
+    return 0
+
+
+def step_progress(done: int, total: int, what: str) -> None:
+    """measure's progress on stderr: redrawn in place on a terminal, one line per step otherwise."""
+    line = f"[{done}/{total}] {what}"
+    if sys.stderr.isatty():
+        print(f"\r{line:<60}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 # --- predict ----------------------------------------------------------------------------------
@@ -320,8 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--dataset", default="mnist", choices=list(data.DATASETS))
     predict.add_argument("--naive", action="store_true", help="squash the picture to 28x28 instead of MNIST's recipe")
 
-    bench = command("bench", cmd_bench, "measured speed: the training pipeline, and drawing to answers")
-    bench.add_argument("--dataset", default="mnist", choices=list(data.DATASETS), help="for the drawing figure")
+    bench = command("bench", cmd_bench, "measured speed: the training pipeline and drawing to answers, or with "
+                                         "--zoo every trained model side by side")
+    bench.add_argument("--dataset", choices=list(data.DATASETS),
+                       help="the drawing figure's dataset (default mnist); with --zoo, only its models")
+    bench.add_argument("--zoo", action="store_true",
+                       help="every trained model's size, accuracy, training cost, and latency and throughput on "
+                            "this machine's CPU and GPU (cached per machine)")
+    bench.add_argument("--refresh", action="store_true", help="with --zoo: time again, ignoring the cache")
+    bench.add_argument("--repeats", type=int, default=3,
+                       help="with --zoo: timed runs at batch 256 (single images: ten times as many)")
     bench.add_argument("--batches", type=int, default=300, help="batches per pipeline and round")
     bench.add_argument("--rounds", type=int, default=5, help="timed rounds (medians are reported)")
     bench.add_argument("--batch-size", type=int, default=64)

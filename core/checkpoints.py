@@ -102,7 +102,7 @@ def safe_name(name: str) -> str:
     return cleaned[:80]
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
+def write_atomic(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
@@ -137,7 +137,7 @@ def read_manifest(folder: Path) -> list[ModelRecord]:
 def _write_manifest(folder: Path, records: list[ModelRecord]) -> None:
     records = sorted(records, key=lambda r: (r.dataset, r.file))
     text = json.dumps({"models": [r.to_json() for r in records]}, indent=1)
-    _write_atomic(folder / MANIFEST, (text + "\n").encode("utf-8"))
+    write_atomic(folder / MANIFEST, (text + "\n").encode("utf-8"))
 
 
 def save(
@@ -165,7 +165,7 @@ def save(
         "num_classes": str(len(data.get_spec(dataset).classes)), "format": "mnist-lab/1",
     }
     file = f"{dataset}/{safe_name(name)}.safetensors"
-    _write_atomic(folder / file, save_safetensors(tensors, metadata=metadata))
+    write_atomic(folder / file, save_safetensors(tensors, metadata=metadata))
     record = ModelRecord(
         name=name, arch=arch, dataset=dataset, file=file,
         test_accuracy=summary["test_accuracy"], epochs=summary["epochs"], seconds=summary["seconds"],
@@ -245,7 +245,7 @@ def save_progress(trainer: Trainer, path: Path) -> None:
     """Checkpoint an unfinished run after an epoch, so that it can resume where it stopped."""
     tensors, extras = trainer.state_dict()
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    _write_atomic(path, save_safetensors(tensors, metadata={"progress": json.dumps(extras)}))
+    write_atomic(path, save_safetensors(tensors, metadata={"progress": json.dumps(extras)}))
 
 
 def load_progress(trainer: Trainer, path: Path) -> None:

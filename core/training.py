@@ -218,12 +218,12 @@ def outputs_loss(outputs: torch.Tensor | tuple, labels: torch.Tensor, label_smoo
     return loss, logits
 
 
-def _channels_last(device: torch.device) -> bool:
+def use_channels_last(device: torch.device) -> bool:
     """Convolutions run faster in channels-last layout on CUDA and, measured here, on the CPU too."""
     return device.type in ("cpu", "cuda")
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -245,9 +245,9 @@ def evaluate(
     predictions = []
     for images, labels in data.batches(split.to(device), batch_size, shuffle=False):
         x = data.normalize(images, dataset)
-        if _channels_last(device):
+        if use_channels_last(device):
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device):
+        with autocast(device):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
         predictions.append(logits.argmax(1))
@@ -302,7 +302,7 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.model = get_model(config.arch, num_classes=len(spec.classes), width=config.width).to(self.device)
-        if _channels_last(self.device):
+        if use_channels_last(self.device):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = _make_optimizer(self.model, config, self.device)
         self.steps_per_epoch = math.ceil(len(self.train_split) / config.batch_size)
@@ -420,9 +420,9 @@ class Trainer:
             x = data.normalize(images, config.dataset)
             if config.augment:
                 x = data.augment(x, generator=self.generator, fill=self.background)
-            if _channels_last(device):
+            if use_channels_last(device):
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device):
+            with autocast(device):
                 outputs = model(x)
             loss, logits = outputs_loss(outputs, labels, config.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)

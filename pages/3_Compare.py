@@ -1,0 +1,259 @@
+"""Compare: every trained model side by side, on numbers measured on this machine."""
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TypeVar
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from core import checkpoints, data, measure
+from core.models import get_card, get_model, list_models
+
+TEXT = {
+    "title": "Compare",
+    "intro": "Textbooks print a table of the classic networks measured on someone else's hardware. This one is "
+             "measured here: the size, accuracy, training cost and speed of every trained model, and pictures of "
+             "the trade-offs between them.",
+    "no_models": "No trained models yet: train one on the Train page.",
+    "no_models_here": "No trained {dataset} models yet: train one on the Train page.",
+    "table": "Every trained model",
+    "refresh": "Time again", "refresh_help": "Measure latency and throughput again (say, after the machine was busy).",
+    "timing": "Timing the architectures on this machine, once (the figures are cached):",
+    "csv": "Download CSV",
+    "table_caption": "Latency: one image; throughput: batches of 256; medians of repeated runs after a warm-up, on "
+                     "{machines}. MACs: multiply-accumulates per image. Weights: float32 size in memory. Training "
+                     "time, epochs and device: the model's own training run.",
+    "columns": {"name": "model", "arch": "architecture", "dataset": "dataset", "shipped": "shipped",
+                "params": "parameters", "macs": "MACs", "weights_mb": "weights MB", "test_accuracy": "test acc. %",
+                "train_seconds": "training s", "epochs": "epochs", "train_device": "trained on",
+                "cpu_latency_ms": "CPU ms", "cpu_images_per_s": "CPU img/s",
+                "gpu_latency_ms": "GPU ms", "gpu_images_per_s": "GPU img/s"},
+    "report": "For context: the lab report",
+    "report_caption": "The same families at full size: {setting}.",
+    "report_columns": {"family": "family", "seconds": "training s", "accuracy": "test acc. %"},
+    "pictures": "Trade-offs on {dataset}",
+    "acc_macs": "Accuracy against MACs (bubble: parameters)", "acc_time": "Accuracy against training time",
+    "macs_axis": "MACs per image (log scale)", "time_axis": "training time, s (log scale)",
+    "accuracy_axis": "test accuracy %", "params_hover": "parameters", "trained_hover": "trained on",
+    "curves": "Training curves", "curve_models": "Models", "curve_metric": "Curve",
+    "metrics": {"val_accuracy": "validation accuracy %", "val_loss": "validation loss",
+                "train_accuracy": "training accuracy %", "train_loss": "training loss"},
+    "epoch": "epoch",
+    "test_set": "On the test set",
+    "test_models": "Models on the test set",
+    "test_models_help": "Each model answers the test set once on this server; the answers are cached.",
+    "predicting": "Every chosen model answers the test set, once (the answers are cached):",
+    "none_chosen": "Choose at least one model above.",
+    "left_out": "{name} is left out: {problem}",
+    "per_class": "Accuracy per class (%)", "true_class_axis": "true class",
+    "hardest": {"mnist": "The hardest digits: those most models get wrong",
+                "fashion": "The hardest pictures: those most models get wrong"},
+    "hardest_about": "Under each: the true class → the wrong answer most of them give (how many of the {n} "
+                     "models get it wrong).",
+    "hardest_caption": "{label} → {answer} ({wrong}/{n})",
+    "up_close": "One model up close", "model": "Model",
+    "mistakes": "Its mistakes",
+    "true": "True class", "answer": "Its answer", "any": "any",
+    "mistake_caption": "{label} → {answer} ({confidence:.0%})",
+    "mistake_count": "{n:,} mistakes of {total:,} test images match; the most confident come first{shown}.",
+    "shown": ", {shown} shown",
+    "no_mistakes": "No mistakes with these filters.",
+    "layers": "Layer by layer",
+    "arch": "Architecture", "depth": "Depth", "depth_help": "1: the main parts; deeper: the blocks inside them.",
+    "layer_columns": {"name": "layer", "kind": "type", "output_shape": "output shape", "params": "parameters",
+                      "macs": "MACs"},
+    "training_only": "training only",
+    "layers_caption": "{params:,} parameters and {macs:,} MACs per image in all. Output shapes for one image come "
+                      "from forward hooks, MACs from torch's flop counter.",
+}
+GALLERY_SIZE = 40
+THUMBNAIL = 64  # pixels
+CURVES = 6  # shown at first: more lines than this are hard to tell apart
+T = TypeVar("T")
+
+
+def with_progress(text: str, compute: Callable[[measure.Progress], T]) -> T:
+    """Run ``compute(progress)``, showing a progress bar while core reports steps."""
+    slot = st.empty()
+    result = compute(lambda done, total, what: slot.progress(done / max(total, 1), text=f"{text} {what}"))
+    slot.empty()
+    return result
+
+
+def label(record: checkpoints.ModelRecord) -> str:
+    return record.name if record.shipped else f"{record.name} (run)"
+
+
+def class_name(index: int | None) -> str:
+    return TEXT["any"] if index is None else spec.classes[index]
+
+
+def accuracy_chart(rows: list[measure.ZooRow], names: list[str], x: list[float], *, title: str, axis: str,
+                   bubbles: bool) -> go.Figure:
+    params = [row.params for row in rows]
+    marker = dict(size=params, sizemode="area", sizeref=2 * max(params) / 45**2, sizemin=4) if bubbles else {}
+    figure = go.Figure(go.Scatter(
+        x=x, y=[row.test_accuracy for row in rows], text=names, mode="markers+text", textposition="top center",
+        cliponaxis=False, marker=marker, customdata=[[row.params, row.train_device] for row in rows],
+        hovertemplate=f"%{{text}}: %{{y:.2f}}%, %{{x:,.3s}}<br>%{{customdata[0]:,}} {TEXT['params_hover']}, "
+                      f"{TEXT['trained_hover']} %{{customdata[1]}}<extra></extra>",
+    ))
+    figure.update_layout(title=title, xaxis_title=axis, yaxis_title=TEXT["accuracy_axis"], xaxis_type="log",
+                         height=380, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+dataset = ui.page_setup(TEXT["title"])
+spec = data.get_spec(dataset)
+st.title(TEXT["title"])
+st.write(TEXT["intro"])
+
+records = checkpoints.find_models()
+if not records:
+    st.info(TEXT["no_models"])
+    st.stop()
+
+# --- the table: every model of every dataset ---
+st.subheader(TEXT["table"])
+refresh = st.button(TEXT["refresh"], help=TEXT["refresh_help"], icon=":material/timer:")
+rows = with_progress(TEXT["timing"], lambda progress: measure.zoo_table(records, refresh=refresh, progress=progress))
+frame = pd.DataFrame([asdict(row) for row in rows])
+frame = frame.dropna(axis="columns", how="all")  # the GPU columns, on a machine without one
+columns = TEXT["columns"]
+st.dataframe(
+    frame.rename(columns=columns), hide_index=True, width="stretch",
+    column_config={columns["params"]: st.column_config.NumberColumn(format="compact"),
+                   columns["macs"]: st.column_config.NumberColumn(format="compact"),
+                   columns["cpu_images_per_s"]: st.column_config.NumberColumn(format="localized"),
+                   columns["gpu_images_per_s"]: st.column_config.NumberColumn(format="localized")},
+)
+about, report = st.columns([3, 2], gap="large")
+with about:
+    machines = " and ".join(measure.describe_machine(device) for device in measure.speed_devices())
+    st.caption(TEXT["table_caption"].format(machines=machines))
+    st.download_button(TEXT["csv"], frame.to_csv(index=False), file_name="mnist-lab-zoo.csv", mime="text/csv",
+                       icon=":material/download:")
+with report:
+    st.markdown(f"**{TEXT['report']}**")
+    st.dataframe([{TEXT["report_columns"][key]: getattr(figure, key) for key in TEXT["report_columns"]}
+                  for figure in measure.LAB_REPORT], hide_index=True)
+    st.caption(TEXT["report_caption"].format(setting=measure.LAB_REPORT_SETTING))
+
+# --- pictures: the sidebar's dataset ---
+here = [(record, row) for record, row in zip(records, rows, strict=True) if record.dataset == dataset]
+st.header(TEXT["pictures"].format(dataset=spec.title))
+if not here:
+    st.info(TEXT["no_models_here"].format(dataset=spec.title))
+    st.stop()
+names = [label(record) for record, _ in here]
+here_rows = [row for _, row in here]
+left, right = st.columns(2)
+left.plotly_chart(accuracy_chart(here_rows, names, [row.macs for row in here_rows], title=TEXT["acc_macs"],
+                                 axis=TEXT["macs_axis"], bubbles=True))
+right.plotly_chart(accuracy_chart(here_rows, names, [row.train_seconds for row in here_rows],
+                                  title=TEXT["acc_time"], axis=TEXT["time_axis"], bubbles=False))
+
+st.subheader(TEXT["curves"])
+with_history = {label(record): record for record, _ in here if record.history}
+curve_column, metric_column = st.columns([3, 1])
+curve_names = curve_column.multiselect(TEXT["curve_models"], list(with_history),
+                                       default=[n for n, r in with_history.items() if r.shipped][:CURVES])
+metric = metric_column.radio(TEXT["curve_metric"], list(TEXT["metrics"]), format_func=TEXT["metrics"].get)
+curves = go.Figure()
+for name in curve_names:
+    epochs = [e for e in with_history[name].history if e.get(metric) is not None]
+    curves.add_scatter(x=[e["epoch"] for e in epochs], y=[e[metric] for e in epochs], name=name,
+                       mode="lines+markers")
+curves.update_layout(title=TEXT["metrics"][metric], xaxis_title=TEXT["epoch"], height=380,
+                     margin=dict(l=10, r=10, t=40, b=10))
+st.plotly_chart(curves)
+
+# --- the test set: per class, the hardest images, one model's mistakes ---
+def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord]) -> str | None:
+    """The chosen models' answers on the test set; returns the architecture of the one looked at closely."""
+    models_key = f"compare_models_{dataset}"
+    st.session_state[models_key] = [n for n in st.session_state.get(models_key, list(by_name)) if n in by_name]
+    picked = st.multiselect(TEXT["test_models"], list(by_name), key=models_key, help=TEXT["test_models_help"])
+    if not picked:
+        st.info(TEXT["none_chosen"])
+        return None
+    answers, problems = with_progress(TEXT["predicting"], lambda progress: measure.zoo_predictions(
+        [by_name[name] for name in picked], progress=progress))
+    for name, problem in problems.items():
+        st.warning(TEXT["left_out"].format(name=name, problem=problem))
+    answered = {name: answers[by_name[name].path] for name in picked if by_name[name].path in answers}
+    if not answered:
+        return None
+    test = data.load(dataset, train=False)
+    images, labels = test.images.numpy(), test.labels
+
+    per_class = [measure.per_class_accuracy(a.predicted, labels, len(spec.classes)).tolist()
+                 for a in answered.values()]
+    heatmap = go.Figure(go.Heatmap(z=per_class, x=list(spec.classes), y=list(answered), colorscale="RdYlGn",
+                                   text=[[f"{v:.1f}" for v in row] for row in per_class], texttemplate="%{text}"))
+    heatmap.update_layout(title=TEXT["per_class"], xaxis_title=TEXT["true_class_axis"], xaxis_type="category",
+                          yaxis_type="category", yaxis_autorange="reversed", height=120 + 28 * len(answered),
+                          margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(heatmap)
+
+    hardest = measure.hardest_examples([a.predicted for a in answered.values()], labels, count=24)
+    if len(answered) > 1 and hardest:
+        st.subheader(TEXT["hardest"][dataset])
+        st.caption(TEXT["hardest_about"].format(n=len(answered)))
+        st.image([images[h.index] for h in hardest], width=THUMBNAIL, caption=[
+            TEXT["hardest_caption"].format(label=spec.classes[h.label], wrong=h.wrong, n=len(answered),
+                                           answer=spec.classes[h.answer]) for h in hardest])
+
+    st.subheader(TEXT["up_close"])
+    name = st.selectbox(TEXT["model"], list(answered))
+    chosen = answered[name]
+    confusion, gallery = st.columns([2, 3], gap="large")
+    confusion.plotly_chart(ui.confusion_chart(
+        measure.confusion_matrix(chosen.predicted, labels, len(spec.classes)).tolist(), spec.classes))
+    with gallery:
+        st.markdown(f"**{TEXT['mistakes']}**")
+        options = [None, *range(len(spec.classes))]
+        true_column, answer_column = st.columns(2)
+        true_class = true_column.selectbox(TEXT["true"], options, format_func=class_name)
+        answer_class = answer_column.selectbox(TEXT["answer"], options, format_func=class_name)
+        wrong = measure.mistakes(chosen, labels, true_class=true_class, predicted_class=answer_class).tolist()
+        if not wrong:
+            st.info(TEXT["no_mistakes"])
+        else:
+            shown = wrong[:GALLERY_SIZE]
+            st.caption(TEXT["mistake_count"].format(
+                n=len(wrong), total=len(labels),
+                shown=TEXT["shown"].format(shown=len(shown)) if len(shown) < len(wrong) else ""))
+            st.image([images[i] for i in shown], width=THUMBNAIL, caption=[
+                TEXT["mistake_caption"].format(label=spec.classes[labels[i]],
+                                               answer=spec.classes[chosen.predicted[i]],
+                                               confidence=float(chosen.confidence[i])) for i in shown])
+    return by_name[name].arch
+
+
+st.header(TEXT["test_set"])
+looked_at = on_the_test_set({label(record): record for record, _ in here})
+
+# --- inside one architecture ---
+st.header(TEXT["layers"])
+arch_column, depth_column = st.columns([3, 1])
+arch = arch_column.selectbox(TEXT["arch"], list_models(), index=list_models().index(looked_at or here[0][0].arch),
+                             format_func=lambda a: get_card(a).title)
+model = get_model(arch, num_classes=len(spec.classes))
+deepest = max(n.count(".") + 1 for n, _ in model.named_modules() if n)
+depth = depth_column.slider(TEXT["depth"], 1, deepest, min(2, deepest), help=TEXT["depth_help"])
+layers = measure.layer_summary(model, depth=depth)
+layer_columns = TEXT["layer_columns"]
+st.dataframe(
+    [{layer_columns["name"]: layer.name, layer_columns["kind"]: layer.kind,
+      layer_columns["output_shape"]: " x ".join(map(str, layer.output_shape)) if layer.output_shape
+      else TEXT["training_only"],
+      layer_columns["params"]: layer.params, layer_columns["macs"]: layer.macs} for layer in layers],
+    hide_index=True, width="stretch",
+    column_config={layer_columns[key]: st.column_config.NumberColumn(format="localized") for key in ("params", "macs")},
+)
+params, macs = measure.architecture_size(arch, num_classes=len(spec.classes))
+st.caption(TEXT["layers_caption"].format(params=params, macs=macs))

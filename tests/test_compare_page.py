@@ -1,0 +1,115 @@
+"""The Compare page headless: the table of every model, the pictures, one model's mistakes, its layers."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import checkpoints, measure
+
+REPO = Path(__file__).resolve().parent.parent
+PAGE = "pages/3_Compare.py"
+MISTAKE = re.compile(r"^(\S+) → (\S+) \((\d+)%\)$")  # "4 → 9 (87%)"
+
+
+@pytest.fixture(scope="module")
+def cheap_models() -> list[str]:
+    """The two cheapest shipped MNIST models, with this machine's speed figures timed quickly.
+
+    The page times what is missing from the cache and predicts the test set for the models it is
+    shown: filling the cache with few repeats, and showing two small models, keeps the tests short.
+    """
+    records = checkpoints.find_models("mnist", include_runs=False)
+    if len(records) < 2:
+        pytest.skip(f"needs 2 shipped MNIST models, found {len(records)}")
+    measure.zoo_table(repeats=1)
+    return [r.name for r in sorted(records, key=lambda r: measure.architecture_size(r.arch)[1])[:2]]
+
+
+def open_compare(models: list[str]) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
+    at.switch_page(PAGE)
+    at.session_state["compare_models_mnist"] = models
+    return at.run()
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+
+
+def gallery(at: AppTest) -> list[str]:
+    """The captions of the chosen model's mistakes."""
+    for element in at.get("image"):
+        captions = [image.caption for image in element.proto.imgs]
+        if captions and all(MISTAKE.match(caption) for caption in captions):
+            return captions
+    return []
+
+
+def test_the_table_has_a_row_per_model_and_the_pictures_render(cheap_models):
+    at = open_compare(cheap_models)
+    assert not at.exception
+    records = checkpoints.find_models()
+    table, report = at.dataframe[0].value, at.dataframe[1].value
+    assert list(table["model"]) == [r.name for r in records]
+    assert {r.name for r in records if r.shipped} <= set(table["model"])
+    assert (table["CPU ms"] > 0).all() and (table["CPU img/s"] > 0).all()
+    assert list(table["parameters"]) == [measure.architecture_size(r.arch)[0] for r in records]
+    assert len(report) == len(measure.LAB_REPORT)
+    assert at.get("download_button")
+
+    figures = charts(at)
+    mnist = [r for r in records if r.dataset == "mnist"]
+    bubbles = figures["Accuracy against MACs (bubble: parameters)"]["data"][0]
+    assert bubbles["y"] == [r.test_accuracy for r in mnist]
+    assert len(figures["Accuracy against training time"]["data"][0]["x"]) == len(mnist)
+    assert figures["validation accuracy %"]["data"]  # the shipped models' curves
+    heatmap = figures["Accuracy per class (%)"]["data"][0]
+    assert heatmap["y"] == cheap_models and len(heatmap["z"][0]) == 10
+    assert all(90 <= value <= 100 for row in heatmap["z"] for value in row)
+    confusion = figures["Confusion matrix (test set)"]["data"][0]["z"]
+    assert sum(map(sum, confusion)) == 10_000
+    hardest = [e for e in at.get("image") if re.match(r"^\S+ → \S+ \(\d/2\)$", e.proto.imgs[0].caption)]
+    assert hardest and all(c.caption.endswith("(2/2)") for c in hardest[0].proto.imgs[:1])
+
+
+def test_the_gallery_shows_the_chosen_models_mistakes_by_class(cheap_models, mnist_test):
+    at = open_compare(cheap_models)
+    [model] = [s for s in at.selectbox if s.label == "Model"]
+    assert model.value == cheap_models[0]
+    record = next(r for r in checkpoints.find_models("mnist") if r.name == cheap_models[0])
+    answers = measure.model_predictions(record)
+    wrong = int((answers.predicted != mnist_test.labels).sum())
+    captions = gallery(at)
+    assert len(captions) == min(wrong, 40)
+    assert any(f"{wrong:,} mistakes of 10,000" in c.value for c in at.caption)
+    confidences = [int(MISTAKE.match(c).group(3)) for c in captions]
+    assert confidences == sorted(confidences, reverse=True)
+
+    [true_class] = [s for s in at.selectbox if s.label == "True class"]
+    at = true_class.select_index(1 + 4).run()  # the options are "any", then the classes
+    assert not at.exception
+    captions = gallery(at)
+    assert captions and all(MISTAKE.match(c).group(1) == "4" for c in captions)
+    [answer] = [s for s in at.selectbox if s.label == "Its answer"]
+    at = answer.select_index(1 + 4).run()  # a 4 taken for a 4 is no mistake
+    assert not gallery(at) and any("No mistakes" in i.value for i in at.info)
+
+
+def test_the_layer_summary_adds_up(cheap_models):
+    at = open_compare(cheap_models)
+    [arch] = [s for s in at.selectbox if s.label == "Architecture"]
+    at = arch.select("resnet18").run()
+    assert not at.exception
+    layers = at.dataframe[-1].value
+    params, macs = measure.architecture_size("resnet18")
+    assert list(layers["layer"][:2]) == ["features.0", "features.1"]  # depth 2: the stages
+    assert layers["parameters"].sum() == params and layers["MACs"].sum() == macs
+    [depth] = [s for s in at.slider if s.label == "Depth"]
+    at = depth.set_value(1).run()
+    assert list(at.dataframe[-1].value["layer"]) == ["features", "classifier"]
