@@ -18,6 +18,8 @@ TEXT = {
     "compare": "Every trained model side by side on numbers measured on this machine: size, accuracy, training "
                "time, latency and throughput, accuracy per class, the mistakes and the hardest digits, and each "
                "architecture layer by layer.",
+    "inside": "Look inside a network: feature maps stage by stage, first-layer filters, saliency, Grad-CAM and "
+              "ZFNet's occlusion experiment, for any model, or two side by side.",
     "device": "Running on",
     "models": "Trained models",
     "models_help": "Shipped with the lab, plus the runs trained on this server.",
@@ -34,6 +36,8 @@ st.page_link("pages/2_Draw.py", label="Draw", icon=":material/draw:")
 st.caption(TEXT["draw"])
 st.page_link("pages/3_Compare.py", label="Compare", icon=":material/leaderboard:")
 st.caption(TEXT["compare"])
+st.page_link("pages/4_Inside.py", label="Inside", icon=":material/visibility:")
+st.caption(TEXT["inside"])
 
 st.divider()
 columns = st.columns(1 + len(data.DATASETS))

@@ -25,6 +25,7 @@ PAGES = [
     ("pages/1_Train.py", "Train", ":material/model_training:"),
     ("pages/2_Draw.py", "Draw", ":material/draw:"),
     ("pages/3_Compare.py", "Compare", ":material/leaderboard:"),
+    ("pages/4_Inside.py", "Inside", ":material/visibility:"),
 ]
 
 

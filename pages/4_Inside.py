@@ -1,0 +1,278 @@
+"""Inside: what a network sees — feature maps, filters, saliency, Grad-CAM and occlusion, for any model."""
+
+import random
+import time
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from core import data, inspect, preprocess
+
+TEXT = {
+    "title": "Inside",
+    "intro": "ZFNet's lesson (Zeiler & Fergus, 2013) was to look inside a network: its first layers find strokes "
+             "and edges, deeper ones find parts of digits, and hiding the right part of an image changes the "
+             "answer. Pick an input and one or two models, and see what each stage computes.",
+    "source": "Input", "drawing": "Your last drawing", "test": "A test image", "upload": "Upload a picture",
+    "no_drawing": "Nothing drawn yet: draw a digit on the Draw page and it appears here.",
+    "index": "Test image number", "random": "Random test image",
+    "upload_label": "A PNG or JPEG picture of one digit (up to 5 MB)",
+    "empty": "There is no digit in this picture.",
+    "no_data": "The test images cannot be read: {error}",
+    "input_caption": "The 28x28 input, as every model sees it", "label": "Label: {label}",
+    "model": "Model", "second": "Side by side with a second model", "second_model": "Second model",
+    "explain": "Explain the class", "explain_answer": "each model's own answer",
+    "explain_label": "the true label ({label})",
+    "patch": "Occlusion patch (pixels)", "stride": "Occlusion stride (pixels)",
+    "no_models": "No trained models for {dataset} yet: train one on the Train page.",
+    "left_out": "{name} is left out: {problem}",
+    "answer": "**{model}** answers **{answer}** with {probability:.0%}; explaining class **{target}**.",
+    "timing": "All of this in {ms:.0f} ms on the CPU.",
+    "tabs": ["Feature maps", "Filters", "Saliency and Grad-CAM", "Occlusion", "One channel"],
+    "maps_help": "Each small square is one channel's response to this input, bright where its filter found what it "
+                 "looks for: early stages answer to strokes and edges on a fine grid, deeper ones to parts of digits "
+                 "on coarser grids. Hover for the channel and its mean activation.",
+    "stage_maps": "{index}. {title} · {channels} x {height} x {width}",
+    "stage_units": "{index}. {title} · {channels} units",
+    "units_note": "A fully connected layer has no maps: each pixel here is one unit, which sees the whole image.",
+    "hover_channel": "channel", "hover_mean": "mean activation",
+    "filters_help": "The first layer's kernels, enlarged: light weights add the pixel under them and dark ones "
+                    "subtract it, so each kernel is a small stroke or edge detector.",
+    "templates": "A fully connected first layer has no small kernels: each unit weighs all 784 pixels, so its "
+                 "filter is a template as large as the image (the first {shown} of {total}).",
+    "no_filters": "The first layer's weights cannot be drawn as pictures.",
+    "saliency": "Saliency", "cam": "Grad-CAM",
+    "saliency_help": "Saliency: how much a tiny change of each pixel would move the score of the class explained; "
+                     "bright pixels are where the answer is most sensitive. Grad-CAM: the maps of the last stage with "
+                     "a grid, weighted by how much they raise that score; warm regions are where the evidence lies.",
+    "cam_stage": "Grad-CAM on stage {index}, {title} ({height} x {width}).",
+    "no_cam": "Grad-CAM needs feature maps, and a fully connected network has none.",
+    "occlusion_help": "ZFNet's experiment: a grey patch slides over the image and the probability of the class "
+                      "explained is measured each time; red where hiding a pixel lowers it, blue where it raises it.",
+    "occlusion_scale": "Largest mean drop over the patches that hide a pixel: {drop:.1%}; largest rise: {rise:.1%}.",
+    "channel_help": "What excites one channel: a pattern grown from noise to drive it as high as possible "
+                    "(regularised to stay image-like), and the test images that drive it highest.",
+    "channel_stage": "Stage", "channel_number": "Channel",
+    "pattern": "grown from noise", "top": "Test images that excite it most (label, mean activation)",
+}
+TOP_POOL = 2000  # test images searched for a channel's favourites: enough to find good ones, under a second
+MAX_FILTERS = 64  # an MLP's first layer has 1024 whole-image templates: show the first ones
+
+dataset = ui.page_setup(TEXT["title"])
+spec = data.get_spec(dataset)
+classes = spec.classes
+ensemble = ui.ensemble(dataset)
+models = {record.name: (record, model) for record, model in ensemble.models}
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def grown_pattern(_model, model_key: tuple, stage: str, channel: int, dataset: str) -> np.ndarray:
+    return inspect.maximise_channel(_model, stage, channel, dataset=dataset).numpy()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def favourites(_model, model_key: tuple, stage: str, channel: int, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    images = data.normalize(data.load(dataset, train=False).images[:TOP_POOL], dataset)
+    indices, values = inspect.top_images(_model, stage, channel, images)
+    return indices.numpy(), values.numpy()
+
+
+def picture(z: np.ndarray, *, colorscale: str = "gray", zmin: float | None = None, zmax: float | None = None,
+            customdata: np.ndarray | None = None, hovertemplate: str | None = None, height: int = 220,
+            under: np.ndarray | None = None, opacity: float = 1.0) -> go.Figure:
+    """An image as a heatmap (hover shows the values), optionally laid over a grey picture."""
+    figure = go.Figure()
+    if under is not None:
+        figure.add_heatmap(z=under, colorscale="gray", showscale=False, hoverinfo="skip")
+    figure.add_heatmap(z=z, colorscale=colorscale, zmin=zmin, zmax=zmax, showscale=False, opacity=opacity,
+                       customdata=customdata, hovertemplate=hovertemplate, hoverongaps=False)
+    figure.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), plot_bgcolor="rgba(0,0,0,0)",
+                         xaxis=dict(visible=False, constrain="domain"),
+                         yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))
+    return figure
+
+
+def tiles(maps, *, symmetric: bool = False) -> go.Figure:
+    """C maps (C x H x W) as one mosaic; hover names the channel and its mean activation.
+
+    ``symmetric`` puts zero at mid-grey, for weights that are as often negative as positive.
+    """
+    grid, channel = inspect.mosaic(maps)
+    means = maps.mean(dim=(1, 2)).numpy()
+    customdata = np.stack([np.where(channel >= 0, channel, np.nan), np.where(channel >= 0, means[channel], np.nan)],
+                          axis=-1)
+    limit = float(np.nanmax(np.abs(grid))) or 1.0
+    template = (f"{TEXT['hover_channel']} %{{customdata[0]}}<br>"
+                f"{TEXT['hover_mean']} %{{customdata[1]:.3f}}<extra></extra>")
+    # Units of a fully connected layer (1 x 1 maps) make one small picture, not a wall of big pixels.
+    tallest = 240 if maps.shape[1] * maps.shape[2] == 1 else 560
+    return picture(grid, colorscale="gray" if symmetric else "viridis", zmin=-limit if symmetric else None,
+                   zmax=limit if symmetric else None, customdata=customdata, hovertemplate=template,
+                   height=int(np.clip(360 * grid.shape[0] / grid.shape[1], 80, tallest)))
+
+
+def stage_title(index: int, feature_map: inspect.FeatureMap) -> str:
+    maps = feature_map.maps
+    key = "stage_maps" if feature_map.convolutional else "stage_units"
+    return TEXT[key].format(index=index, title=feature_map.stage.title, channels=maps.shape[0],
+                            height=maps.shape[1], width=maps.shape[2])
+
+
+st.title(TEXT["title"])
+st.write(TEXT["intro"])
+if not models:
+    st.warning(TEXT["no_models"].format(dataset=spec.title))
+    st.stop()
+for name, problem in ensemble.problems.items():
+    st.warning(TEXT["left_out"].format(name=name, problem=problem))
+
+# --- the input ---------------------------------------------------------------------------------------
+choose, show, pick = st.columns([2, 1, 2], gap="large")
+with choose:
+    sources = [TEXT["drawing"], TEXT["test"], TEXT["upload"]]
+    source = st.radio(TEXT["source"], sources, index=0 if "last_digit" in st.session_state else 1, horizontal=True)
+    pixels, label = None, None
+    if source == TEXT["drawing"]:
+        pixels = st.session_state.get("last_digit")
+        if pixels is None:
+            st.info(TEXT["no_drawing"])
+    elif source == TEXT["test"]:
+        try:
+            test = data.load(dataset, train=False)
+        except data.DatasetNotFound as error:
+            st.warning(TEXT["no_data"].format(error=error))
+        else:
+            st.session_state.setdefault("inside_index", 0)
+            index = st.number_input(TEXT["index"], 0, len(test) - 1, key="inside_index")
+            st.button(TEXT["random"],
+                      on_click=lambda: st.session_state.update(inside_index=random.randrange(len(test))))
+            pixels, label = test.images[index].numpy(), int(test.labels[index])
+    else:
+        upload = st.file_uploader(TEXT["upload_label"], type=["png", "jpg", "jpeg"])
+        if upload is not None:
+            try:
+                stages = preprocess.prepare(preprocess.read_image(upload.getvalue(), name=upload.name))
+            except preprocess.ImageError as error:
+                st.error(str(error))
+            else:
+                if stages.empty:
+                    st.info(TEXT["empty"])
+                pixels = stages.centred  # None when there is no digit
+if pixels is None:
+    st.stop()
+x = inspect.as_input(pixels, dataset)
+shown = (x[0, 0] * spec.std + spec.mean).numpy()  # the pixels the models get, in [0, 1]
+with show:
+    st.plotly_chart(picture(shown, zmin=0, zmax=1, height=200), key="input", width="stretch")
+    st.caption(TEXT["input_caption"] + ("" if label is None else " · " + TEXT["label"].format(label=classes[label])))
+
+with pick:
+    names = list(models)
+    default = names.index("lenet5") if "lenet5" in names else 0
+    chosen = [st.selectbox(TEXT["model"], names, index=default, key="inside_model")]
+    if len(names) > 1 and st.toggle(TEXT["second"], key="inside_side_by_side"):
+        others = [n for n in names if n != chosen[0]]
+        default = others.index("resnet18") if "resnet18" in others else len(others) - 1
+        chosen.append(st.selectbox(TEXT["second_model"], others, index=default, key="inside_model_2"))
+    own = TEXT["explain_answer"] if label is None else TEXT["explain_label"].format(label=classes[label])
+    explain = st.selectbox(TEXT["explain"], [None, *range(len(classes))], key="inside_explain",
+                           format_func=lambda c: own if c is None else classes[c])
+    target = label if explain is None else explain
+    left, right = st.columns(2)
+    patch = left.slider(TEXT["patch"], 2, 14, 4)
+    stride = right.slider(TEXT["stride"], 1, 7, 2)
+
+# --- every model's view ---------------------------------------------------------------------------------
+start = time.perf_counter()
+insides = [inspect.look_inside(models[name][1], x, target=target, patch=patch, stride=stride) for name in chosen]
+milliseconds = 1000 * (time.perf_counter() - start)
+
+
+def side_by_side():
+    """(slot, column, model name, Inside) for each chosen model, in columns of one row."""
+    return zip(range(len(chosen)), st.columns(len(chosen)), chosen, insides, strict=True)
+
+
+for _, column, name, inside in side_by_side():
+    column.markdown(TEXT["answer"].format(model=name, answer=classes[inside.answer],
+                                          probability=float(inside.probabilities.max()),
+                                          target=classes[inside.target]))
+st.caption(TEXT["timing"].format(ms=milliseconds))
+
+maps_tab, filters_tab, saliency_tab, occlusion_tab, channel_tab = st.tabs(TEXT["tabs"])
+with maps_tab:
+    st.caption(TEXT["maps_help"])
+    for slot, column, _, inside in side_by_side():
+        for index, feature_map in enumerate(inside.maps, start=1):
+            column.markdown(f"**{stage_title(index, feature_map)}**")
+            if not feature_map.convolutional:
+                column.caption(TEXT["units_note"])
+            column.plotly_chart(tiles(feature_map.maps), key=f"maps_{slot}_{index}", width="stretch")
+
+with filters_tab:
+    st.caption(TEXT["filters_help"])
+    for slot, column, _, inside in side_by_side():
+        if inside.filters is None:
+            column.info(TEXT["no_filters"])
+            continue
+        if inside.filters.shape[-2:] == x.shape[-2:]:  # whole-image templates of a fully connected layer
+            column.caption(TEXT["templates"].format(shown=min(MAX_FILTERS, len(inside.filters)),
+                                                    total=len(inside.filters)))
+        column.plotly_chart(tiles(inside.filters[:MAX_FILTERS], symmetric=True), key=f"filters_{slot}",
+                            width="stretch")
+
+with saliency_tab:
+    st.caption(TEXT["saliency_help"])
+    for slot, column, _, inside in side_by_side():
+        left, right = column.columns(2)
+        left.markdown(f"**{TEXT['saliency']}**")
+        left.plotly_chart(picture(inside.saliency.numpy(), colorscale="hot"), key=f"saliency_{slot}",
+                          width="stretch")
+        right.markdown(f"**{TEXT['cam']}**")
+        if inside.cam is None:
+            right.info(TEXT["no_cam"])
+            continue
+        right.plotly_chart(picture(inside.cam.numpy(), colorscale="turbo", zmin=0, zmax=1, under=shown, opacity=0.5),
+                           key=f"cam_{slot}", width="stretch")
+        index, feature_map = next((i, m) for i, m in enumerate(inside.maps, start=1) if m.stage == inside.cam_stage)
+        right.caption(TEXT["cam_stage"].format(index=index, title=feature_map.stage.title,
+                                               height=feature_map.maps.shape[1], width=feature_map.maps.shape[2]))
+
+with occlusion_tab:
+    st.caption(TEXT["occlusion_help"])
+    for slot, column, _, inside in side_by_side():
+        limit = float(inside.occlusion.abs().max()) or 1.0
+        column.plotly_chart(picture(inside.occlusion.numpy(), colorscale="rdbu_r", zmin=-limit, zmax=limit,
+                                    under=shown, opacity=0.75, height=320),
+                            key=f"occlusion_{slot}", width="stretch")
+        column.caption(TEXT["occlusion_scale"].format(drop=max(float(inside.occlusion.max()), 0.0),
+                                                      rise=max(-float(inside.occlusion.min()), 0.0)))
+
+with channel_tab:
+    st.caption(TEXT["channel_help"])
+    for slot, column, name, inside in side_by_side():
+        record, model = models[name]
+        model_key = (str(record.path), record.date)
+        with column:
+            left, right = st.columns(2)
+            # Keys name the model and stage: another model or stage has other choices.
+            index = left.selectbox(TEXT["channel_stage"], range(len(inside.maps)), key=f"stage_{slot}_{name}",
+                                   format_func=lambda i, maps=inside.maps: stage_title(i + 1, maps[i]))
+            feature_map = inside.maps[index]
+            stage = feature_map.stage.name
+            channel = right.number_input(TEXT["channel_number"], 0, feature_map.maps.shape[0] - 1,
+                                         key=f"channel_{slot}_{name}_{stage}")
+            st.plotly_chart(picture(grown_pattern(model, model_key, stage, channel, dataset), zmin=0, zmax=1,
+                                    height=200), key=f"pattern_{slot}", width="stretch")
+            st.caption(TEXT["pattern"])
+            try:
+                indices, values = favourites(model, model_key, stage, channel, dataset)
+            except data.DatasetNotFound as error:
+                st.warning(TEXT["no_data"].format(error=error))
+                continue
+            test = data.load(dataset, train=False)
+            captions = [f"{classes[int(test.labels[i])]} · {v:.2f}" for i, v in zip(indices, values, strict=True)]
+            st.image([test.images[i].numpy() for i in indices], width=56, caption=captions)
+            st.caption(TEXT["top"])
