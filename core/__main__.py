@@ -1,4 +1,4 @@
-"""Command line: python -m core list | train | eval | predict | bench  (each with --help).
+"""Command line: python -m core list | train | eval | predict | bench | cgan  (each with --help).
 
 Human text goes to stdout; with --json, stdout holds one JSON document and progress goes to stderr.
 """
@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TextIO
 
-from core import checkpoints, data, measure, preprocess
+import numpy as np
+
+from core import checkpoints, data, gan, measure, preprocess
 from core.models import get_card, list_models
 from core.predict import Ensemble
 from core.recipes import recipe, train_all
@@ -270,6 +273,111 @@ def step_progress(done: int, total: int, what: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+# --- cgan -------------------------------------------------------------------------------------
+
+def _generator(args: argparse.Namespace) -> gan.Generator:
+    if args.weights:
+        return gan.load_generator(args.weights)
+    record = gan.find_generator(args.dataset)
+    if record is None:
+        raise ValueError(f"no {args.dataset} generator yet: train one with `python -m core cgan train`")
+    return gan.load_generator(record.path)
+
+
+def cmd_cgan_train(args: argparse.Namespace) -> int:
+    config = gan.GanConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                           limit=args.limit)
+    out = sys.stderr if args.json else sys.stdout
+    tty = sys.stderr.isatty()
+
+    def on_step(done: int, total: int) -> None:
+        if tty and (done % 20 == 0 or done == total):
+            bar = "#" * (24 * done // total)
+            print(f"\r[{bar:<24}] {100 * done / total:3.0f}%", end="", file=sys.stderr, flush=True)
+
+    def on_epoch(epoch: gan.GanEpoch) -> None:
+        print(f"\repoch {epoch.epoch}/{epoch.epochs}  D loss {epoch.d_loss:.3f}  G loss {epoch.g_loss:.3f}  "
+              f"{epoch.seconds:.1f} s", file=out, flush=True)
+
+    result = gan.train_gan(config, device=args.device, data_root=args.data, on_epoch=on_epoch, on_step=on_step)
+    print("scoring: label agreement, diversity, FID ...", file=sys.stderr, flush=True)
+    scores = gan.score(result.generator, gan.best_judge(args.dataset), args.dataset, per_class=200,
+                       data_root=args.data)
+    folder = checkpoints.WEIGHTS_DIR if args.ship else checkpoints.runs_dir()
+    name = gan.ARCH if args.ship else args.name or f"{gan.ARCH}-{time.strftime('%Y%m%d-%H%M%S')}"
+    record = gan.save_generator(result, folder=folder, scores=scores, name=name, half=args.ship)
+    summary = {**result.summary(), "scores": scores.to_json(), "saved_to": str(record.path)}
+    if args.json:
+        emit(summary)
+    else:
+        print(f"label agreement {scores.agreement:.2f}%  FID {scores.fid:.2f} (real: {scores.fid_reference:.2f})"
+              f"\nsaved {record.path}")
+    return 0
+
+
+def cmd_cgan_sample(args: argparse.Namespace) -> int:
+    generator = _generator(args)
+    labels = [args.digit] * args.n if args.digit is not None else [i % generator.num_classes for i in range(args.n)]
+    images = gan.sample(generator, labels, seed=args.seed).numpy()
+    out = Path(args.out)
+    if out.suffix.lower() == ".png":
+        columns = generator.num_classes if args.digit is None else math.ceil(math.sqrt(args.n))
+        write_png(gan.make_grid(images, columns=columns), out)
+        written = [out]
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        written = [out / f"{i:04d}-{label}.png" for i, label in enumerate(labels)]
+        for image, path in zip(images, written, strict=True):
+            write_png(image, path)
+    if args.json:
+        emit({"files": [str(p) for p in written], "labels": labels})
+    else:
+        print(f"wrote {written[0]}" if len(written) == 1 else f"wrote {len(written)} pictures to {out}")
+    return 0
+
+
+def write_png(pixels, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(pixels).save(path)
+
+
+def cmd_cgan_export(args: argparse.Namespace) -> int:
+    generator = _generator(args)
+    labels = [i % generator.num_classes for i in range(args.n)]
+    images = gan.sample(generator, labels, seed=args.seed).reshape(args.n, -1).numpy()
+    out = Path(args.out)
+    if out.suffix.lower() == ".csv":  # as the original repository's fake_mnist.csv: label, then 784 pixels
+        rows = np.column_stack([np.array(labels), images])
+        np.savetxt(out, rows, fmt="%d", delimiter=",")
+    elif out.suffix.lower() == ".npz":
+        np.savez_compressed(out, images=images.reshape(args.n, 28, 28), labels=np.array(labels, dtype=np.int64))
+    else:
+        raise ValueError(f"--out must end in .csv or .npz, got {out.name!r}")
+    if args.json:
+        emit({"file": str(out), "count": args.n})
+    else:
+        print(f"wrote {args.n} generated digits to {out}")
+    return 0
+
+
+def cmd_cgan_score(args: argparse.Namespace) -> int:
+    scores = gan.score(_generator(args), gan.best_judge(args.dataset), args.dataset, per_class=args.per_class,
+                       cas_images=args.cas, data_root=args.data)
+    if args.json:
+        emit(scores.to_json())
+        return 0
+    classes = data.get_spec(args.dataset).classes
+    print(f"label agreement {scores.agreement:.2f}% overall")
+    print(f"{'class':<12} {'agreement %':>11} {'diversity':>10}")
+    for name, agreement, ratio in zip(classes, scores.agreement_per_class, scores.diversity_ratio, strict=True):
+        print(f"{name:<12} {agreement:>11.2f} {100 * ratio:>9.0f}%")
+    print(f"FID on the judge's features: {scores.fid:.3f} (real training digits: {scores.fid_reference:.3f})")
+    if scores.cas is not None:
+        print(f"a LeNet trained on {args.cas:,} generated digits only: {scores.cas:.2f}% on the real test set")
+    return 0
+
+
 # --- predict ----------------------------------------------------------------------------------
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -368,6 +476,43 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--dataset", default="mnist", choices=list(data.DATASETS))
     predict.add_argument("--naive", action="store_true", help="squash the picture to 28x28 instead of MNIST's recipe")
 
+    cgan = commands.add_parser("cgan", help="conditional GAN: train, sample, export, score",
+                               description="A conditional GAN that draws digits of a chosen class.")
+    cgan_commands = cgan.add_subparsers(dest="cgan_command", required=True, metavar="COMMAND")
+
+    def cgan_command(name: str, run, help: str) -> argparse.ArgumentParser:
+        sub = cgan_commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(run=run)
+        sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        sub.add_argument("--dataset", default="mnist", choices=list(data.DATASETS))
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--data", metavar="DIR", help=f"data root (default: ${data.DATA_ENV}, else ./data)")
+        return sub
+
+    gan_train = cgan_command("train", cmd_cgan_train, "train a generator and its discriminator, then score it")
+    gan_train.add_argument("--epochs", type=int, default=20)
+    gan_train.add_argument("--batch-size", type=int, default=128)
+    gan_train.add_argument("--limit", type=int, metavar="N", help="train on the first N images only")
+    gan_train.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    gan_train.add_argument("--name", help="run name (default: cgan-generator and time)")
+    gan_train.add_argument("--ship", action="store_true", help="save into weights/ as the shipped generator")
+    for name, run, help in (("sample", cmd_cgan_sample, "generated digits as one grid PNG or a folder of PNGs"),
+                            ("export", cmd_cgan_export, "a synthetic dataset as CSV (label, 784 pixels) or .npz"),
+                            ("score", cmd_cgan_score, "label agreement, diversity, FID and classification score")):
+        sub = cgan_command(name, run, help)
+        sub.add_argument("--weights", metavar="FILE", help="a generator file (default: the shipped one)")
+        if name == "sample":
+            sub.add_argument("--digit", type=int, choices=range(10), help="one class (default: all, in turn)")
+            sub.add_argument("--n", type=positive, default=64)
+            sub.add_argument("--out", required=True, help="grid.png, or a folder for one PNG per digit")
+        elif name == "export":
+            sub.add_argument("--n", type=positive, default=6000)
+            sub.add_argument("--out", required=True, help="fake.csv or fake.npz")
+        else:
+            sub.add_argument("--per-class", type=positive, default=1000, help="generated digits per class")
+            sub.add_argument("--cas", type=int, default=60_000, metavar="N",
+                             help="train a LeNet on N generated digits and test it on real ones (0: skip)")
+
     bench = command("bench", cmd_bench, "measured speed: the training pipeline and drawing to answers, or with "
                                          "--zoo every trained model side by side")
     bench.add_argument("--dataset", choices=list(data.DATASETS),
@@ -383,6 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=int, default=64)
     data_options(bench)
     return parser
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

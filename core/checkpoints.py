@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from torch import nn
@@ -67,6 +68,7 @@ class ModelRecord:
     code_version: str
     config: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)  # one entry per epoch
+    scores: dict = field(default_factory=dict)  # a generator's scores (its test_accuracy: label agreement)
     folder: Path = field(default=WEIGHTS_DIR, compare=False, repr=False)
 
     @property
@@ -140,6 +142,22 @@ def _write_manifest(folder: Path, records: list[ModelRecord]) -> None:
     write_atomic(folder / MANIFEST, (text + "\n").encode("utf-8"))
 
 
+def write_weights(module: nn.Module, path: Path, metadata: dict[str, str], *, half: bool = False) -> None:
+    """A module's tensors as one safetensors file, atomically; ``half`` stores floats as float16."""
+    tensors = {}
+    for key, value in module.state_dict().items():
+        value = value.detach().cpu().contiguous()
+        tensors[key] = value.half() if half and value.is_floating_point() else value
+    write_atomic(path, save_safetensors(tensors, metadata={**metadata, "format": "mnist-lab/1"}))
+
+
+def add_record(folder: Path, record: ModelRecord) -> None:
+    """Put a record into a folder's manifest, replacing the one for the same file."""
+    with _manifest_lock:
+        others = [r for r in read_manifest(folder) if r.file != record.file]
+        _write_manifest(folder, others + [record])
+
+
 def save(
     model: nn.Module,
     *,
@@ -156,16 +174,10 @@ def save(
     size of shipped files (loading turns them back into float32).
     """
     width = summary.get("config", {}).get("width", 1.0)
-    tensors = {}
-    for key, value in model.state_dict().items():
-        value = value.detach().cpu().contiguous()
-        tensors[key] = value.half() if half and value.is_floating_point() else value
-    metadata = {
-        "arch": arch, "dataset": dataset, "width": str(width),
-        "num_classes": str(len(data.get_spec(dataset).classes)), "format": "mnist-lab/1",
-    }
+    metadata = {"arch": arch, "dataset": dataset, "width": str(width),
+                "num_classes": str(len(data.get_spec(dataset).classes))}
     file = f"{dataset}/{safe_name(name)}.safetensors"
-    write_atomic(folder / file, save_safetensors(tensors, metadata=metadata))
+    write_weights(model, folder / file, metadata, half=half)
     record = ModelRecord(
         name=name, arch=arch, dataset=dataset, file=file,
         test_accuracy=summary["test_accuracy"], epochs=summary["epochs"], seconds=summary["seconds"],
@@ -173,42 +185,25 @@ def save(
         code_version=code_version(), config=summary.get("config", {}),
         history=summary.get("history", []), folder=folder,
     )
-    with _manifest_lock:
-        others = [r for r in read_manifest(folder) if r.file != file]
-        _write_manifest(folder, others + [record])
+    add_record(folder, record)
     return record
 
 
-def load(path: Path | str, *, arch: str | None = None) -> nn.Module:
-    """Rebuild the model stored in a weights file, in eval mode, on the CPU.
-
-    Raises CheckpointError if the file is missing, is not a safetensors file, was written for
-    another architecture than ``arch``, or any tensor is missing, extra or of the wrong shape.
-    """
+def read_weights(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a weights file, or CheckpointError saying what is wrong."""
     path = Path(path)
     try:
         with safe_open(path, framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
+            return {key: f.get_tensor(key) for key in f.keys()}, f.metadata() or {}
     except FileNotFoundError as error:
         raise CheckpointError(f"{path}: the weights file is missing") from error
     except (SafetensorError, ValueError, OSError) as error:
         raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from error
 
-    stored_arch = metadata.get("arch")
-    if stored_arch is None:
-        raise CheckpointError(f"{path}: no architecture recorded in the file's metadata")
-    if arch is not None and stored_arch != arch:
-        raise CheckpointError(f"{path}: holds {stored_arch!r} weights, not {arch!r}")
-    try:
-        model = get_model(
-            stored_arch, num_classes=int(metadata.get("num_classes", 10)),
-            width=float(metadata.get("width", 1.0)),
-        )
-    except ValueError as error:
-        raise CheckpointError(f"{path}: {error}") from error
 
-    expected = model.state_dict()
+def fill(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path | str, what: str) -> nn.Module:
+    """Load tensors into a freshly built module after checking every name and shape; eval mode."""
+    expected = module.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     wrong = [
@@ -221,9 +216,31 @@ def load(path: Path | str, *, arch: str | None = None) -> nn.Module:
         + wrong[:3]
     )
     if problems:
-        raise CheckpointError(f"{path}: does not match {stored_arch!r}: " + "; ".join(problems))
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
-    return model.eval()
+        raise CheckpointError(f"{path}: does not match {what!r}: " + "; ".join(problems))
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    return module.eval()
+
+
+def load(path: Path | str, *, arch: str | None = None) -> nn.Module:
+    """Rebuild the classifier stored in a weights file, in eval mode, on the CPU.
+
+    Raises CheckpointError if the file is missing, is not a safetensors file, was written for
+    another architecture than ``arch``, or any tensor is missing, extra or of the wrong shape.
+    """
+    tensors, metadata = read_weights(path)
+    stored_arch = metadata.get("arch")
+    if stored_arch is None:
+        raise CheckpointError(f"{path}: no architecture recorded in the file's metadata")
+    if arch is not None and stored_arch != arch:
+        raise CheckpointError(f"{path}: holds {stored_arch!r} weights, not {arch!r}")
+    try:
+        model = get_model(
+            stored_arch, num_classes=int(metadata.get("num_classes", 10)),
+            width=float(metadata.get("width", 1.0)),
+        )
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}") from error
+    return fill(model, tensors, path, stored_arch)
 
 
 def load_record(record: ModelRecord) -> nn.Module:
@@ -237,7 +254,8 @@ def find_models(dataset: str | None = None, *, include_runs: bool = True) -> lis
     records = sorted(read_manifest(WEIGHTS_DIR), key=lambda r: (order.get(r.arch, len(order)), r.name))
     if include_runs:
         records += sorted(read_manifest(runs_dir()), key=lambda r: r.date)
-    return [r for r in records if dataset is None or r.dataset == dataset]
+    # The manifests also list other kinds of weights (the CGAN's generator): classifiers only here.
+    return [r for r in records if r.arch in order and (dataset is None or r.dataset == dataset)]
 
 
 

@@ -290,14 +290,20 @@ class Trainer:
         device: str | torch.device | None = None,
         data_root: str | os.PathLike | None = None,
         callback: Callback | None = None,
+        train_data: data.Split | None = None,
     ) -> None:
+        """``train_data`` replaces the dataset's training split (e.g. generated digits); the test
+        split is still the dataset's own."""
         config.validate()
         self.config = config
         self.device = resolve_device(device)
         self.data_root = data_root
         self.callback = callback or Callback()
         spec = data.get_spec(config.dataset)
-        full = data.load(config.dataset, train=True, root=data_root, device=self.device, limit=config.limit)
+        if train_data is None:
+            full = data.load(config.dataset, train=True, root=data_root, device=self.device, limit=config.limit)
+        else:
+            full = train_data.subset(slice(0, config.limit)).to(self.device)
         self.train_split, self.val_split = data.split_validation(full, config.val_split, seed=config.seed)
 
         torch.manual_seed(config.seed)

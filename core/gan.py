@@ -1,0 +1,422 @@
+"""A conditional GAN (Mirza & Osindero, 2014) in DCGAN style: digits of a chosen class.
+
+Both players see the label: the generator G(z, y) gets the one-hot class beside the noise, the
+discriminator D(x, y) gets it as ten extra input planes. Images are scaled to [-1, 1] to match G's
+tanh; every fake batch draws its labels uniformly from all classes, so no class is left out; the
+loss is the non-saturating one with Adam (2e-4, beta1 0.5), as in the DCGAN paper.
+
+The scores prove, in numbers, that the labels hold and the samples do not collapse: label
+agreement by a trained classifier, diversity within each class against real digits, a Fréchet
+distance on a classifier's penultimate features, and the accuracy of a classifier trained on
+generated digits only (classification accuracy score).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core import checkpoints, data
+from core.training import describe_device, resolve_device
+
+LATENT = 64  # length of the noise vector z
+ARCH = "cgan-generator"  # how generators are named in the manifests and file metadata
+
+
+class Generator(nn.Module):
+    """z (N x 64) and labels (N,) -> images N x 1 x 28 x 28 in [-1, 1]."""
+
+    def __init__(self, *, num_classes: int = 10, latent: int = LATENT, width: int = 64) -> None:
+        super().__init__()
+        self.num_classes, self.latent, self.width = num_classes, latent, width
+        self.project = nn.Sequential(
+            nn.Linear(latent + num_classes, 2 * width * 7 * 7, bias=False),
+            nn.BatchNorm1d(2 * width * 7 * 7),
+            nn.ReLU(inplace=True),
+        )
+        self.upsample = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False),  # N x 64 x 14 x 14
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1),  # N x 1 x 28 x 28
+            nn.Tanh(),
+        )
+
+    def forward(self, z: Tensor, labels: Tensor) -> Tensor:
+        h = self.project(torch.cat([z, F.one_hot(labels, self.num_classes).to(z.dtype)], dim=1))
+        return self.upsample(h.view(-1, 2 * self.width, 7, 7))
+
+
+class Discriminator(nn.Module):
+    """Images (N x 1 x 28 x 28) and labels -> one logit each: is this a real digit of that class?"""
+
+    def __init__(self, *, num_classes: int = 10, width: int = 64) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.net = nn.Sequential(
+            nn.Conv2d(1 + num_classes, width, 4, stride=2, padding=1),  # N x 64 x 14 x 14
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False),  # N x 128 x 7 x 7
+            nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Flatten(),
+            nn.Linear(2 * width * 7 * 7, 1),
+        )
+
+    def forward(self, images: Tensor, labels: Tensor) -> Tensor:
+        planes = F.one_hot(labels, self.num_classes).to(images.dtype)[:, :, None, None]
+        planes = planes.expand(-1, -1, images.shape[2], images.shape[3])
+        return self.net(torch.cat([images, planes], dim=1)).squeeze(1)
+
+
+def _init(module: nn.Module) -> None:
+    # DCGAN's initialisation: N(0, 0.02) weights, batch-norm scales N(1, 0.02).
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def to_unit_range(images: Tensor) -> Tensor:
+    """uint8 (N x 28 x 28) -> float N x 1 x 28 x 28 in [-1, 1], the range of G's tanh."""
+    return images.unsqueeze(1).float().div(127.5).sub(1)
+
+
+def to_pixels(images: Tensor) -> Tensor:
+    """G's output in [-1, 1] -> uint8 N x 28 x 28."""
+    return images.squeeze(1).add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+@dataclass
+class GanConfig:
+    dataset: str = "mnist"
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-4  # Adam, for both players (DCGAN)
+    beta1: float = 0.5  # a lower momentum keeps the two-player game stable (DCGAN)
+    width: int = 64  # channels of the first conv of D and the last of G
+    seed: int = 0
+    limit: int | None = None  # train on the first N images only
+
+    def validate(self) -> None:
+        data.get_spec(self.dataset)
+        for name, ok, expected in [
+            ("epochs", self.epochs >= 1, "at least 1"), ("batch_size", 2 <= self.batch_size <= 4096, "2 to 4096"),
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive number"),
+            ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"), ("width", 1 <= self.width <= 512, "1 to 512"),
+            ("limit", self.limit is None or self.limit >= 10, "at least 10 images"),
+        ]:
+            if not ok:
+                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+
+
+@dataclass
+class GanEpoch:
+    epoch: int
+    epochs: int
+    d_loss: float
+    g_loss: float
+    seconds: float
+    grid: np.ndarray  # the fixed-noise 10x10 grid after this epoch: rows one z each, columns the classes
+
+
+@dataclass
+class GanResult:
+    generator: Generator
+    config: GanConfig
+    history: list[GanEpoch]
+    seconds: float
+    device: str
+    stopped: bool
+
+    def summary(self) -> dict:
+        return {"dataset": self.config.dataset, "epochs": len(self.history), "seconds": round(self.seconds, 1),
+                "device": self.device, "stopped": self.stopped, "config": asdict(self.config),
+                "history": [{"epoch": e.epoch, "d_loss": e.d_loss, "g_loss": e.g_loss, "seconds": e.seconds}
+                            for e in self.history]}
+
+
+def train_gan(
+    config: GanConfig,
+    *,
+    device: str | torch.device | None = None,
+    data_root: str | None = None,
+    on_epoch: Callable[[GanEpoch], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> GanResult:
+    """Train G and D against each other; ``on_epoch`` sees the losses and the fixed-noise grid.
+
+    ``on_step(done, total)`` reports batches; ``stop`` is checked before every batch.
+    """
+    config.validate()
+    device = resolve_device(device)
+    started = time.perf_counter()
+    real = data.load(config.dataset, train=True, root=data_root, device=device, limit=config.limit)
+    classes = len(data.get_spec(config.dataset).classes)
+    torch.manual_seed(config.seed)
+    generator = Generator(num_classes=classes, width=config.width).to(device)
+    discriminator = Discriminator(num_classes=classes, width=config.width).to(device)
+    generator.apply(_init)
+    discriminator.apply(_init)
+    betas = (config.beta1, 0.999)
+    g_optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas)
+    rng = torch.Generator().manual_seed(config.seed)
+    fixed_z = torch.randn(10, LATENT, generator=rng).repeat_interleave(classes, 0).to(device)
+    fixed_labels = torch.arange(classes).repeat(10).to(device)
+    steps = math.ceil(len(real) / config.batch_size)
+    history, stopped = [], False
+    for epoch in range(1, config.epochs + 1):
+        generator.train()
+        discriminator.train()
+        epoch_start = time.perf_counter()
+        d_total, g_total, done = torch.zeros((), device=device), torch.zeros((), device=device), 0
+        for images, labels in data.batches(real, config.batch_size, shuffle=True, generator=rng):
+            if stop and stop():
+                stopped = True
+                break
+            n = len(labels)
+            x = to_unit_range(images)
+            fake_labels = torch.randint(classes, (n,), generator=rng).to(device)
+            fake = generator(torch.randn(n, LATENT, generator=rng).to(device), fake_labels)
+
+            # D: real digits of their class are real, generated ones of theirs are fake.
+            d_loss = (F.binary_cross_entropy_with_logits(discriminator(x, labels), torch.ones(n, device=device))
+                      + F.binary_cross_entropy_with_logits(discriminator(fake.detach(), fake_labels),
+                                                           torch.zeros(n, device=device)))
+            d_optimizer.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_optimizer.step()
+
+            # G, non-saturating: make D call the fakes real.
+            g_loss = F.binary_cross_entropy_with_logits(discriminator(fake, fake_labels), torch.ones(n, device=device))
+            g_optimizer.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_optimizer.step()
+
+            d_total += d_loss.detach()
+            g_total += g_loss.detach()
+            done += 1
+            if on_step:
+                on_step((epoch - 1) * steps + done, config.epochs * steps)
+        if done == 0:  # stopped before this epoch's first batch
+            break
+        grid = make_grid(to_pixels(sample_with(generator, fixed_z, fixed_labels)).cpu().numpy(), columns=classes)
+        record = GanEpoch(epoch, config.epochs, d_total.item() / done, g_total.item() / done,
+                          time.perf_counter() - epoch_start, grid)
+        if not (math.isfinite(record.d_loss) and math.isfinite(record.g_loss)):
+            raise RuntimeError(f"the GAN diverged in epoch {epoch}: lower the learning rate (it was {config.lr:g})")
+        history.append(record)
+        if on_epoch:
+            on_epoch(record)
+        if stopped:
+            break
+    return GanResult(generator.eval(), config, history, time.perf_counter() - started, describe_device(device),
+                     stopped)
+
+
+@torch.inference_mode()
+def sample_with(generator: Generator, z: Tensor, labels: Tensor) -> Tensor:
+    """G's images (in [-1, 1]) for given noise and labels, in eval mode, without touching its mode."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        return generator(z, labels)
+    finally:
+        generator.train(was_training)
+
+
+def sample(generator: Generator, labels: Tensor | list[int], *, seed: int = 0) -> Tensor:
+    """uint8 digits (N x 28 x 28), one per label, reproducible for a seed."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if len(labels) and (labels.min() < 0 or labels.max() >= generator.num_classes):
+        raise ValueError(f"classes must be 0 to {generator.num_classes - 1}, got {labels.tolist()}")
+    device = next(generator.parameters()).device
+    z = torch.randn(len(labels), generator.latent, generator=torch.Generator().manual_seed(seed))
+    return to_pixels(sample_with(generator, z.to(device), labels.to(device))).cpu()
+
+
+def make_grid(images: np.ndarray, *, columns: int, gap: int = 2) -> np.ndarray:
+    """N x H x W uint8 -> one picture, ``columns`` per row, with a dark gap between cells."""
+    n, h, w = images.shape
+    rows = math.ceil(n / columns)
+    grid = np.zeros((rows * (h + gap) - gap, columns * (w + gap) - gap), dtype=np.uint8)
+    for i, image in enumerate(images):
+        top, left = (i // columns) * (h + gap), (i % columns) * (w + gap)
+        grid[top : top + h, left : left + w] = image
+    return grid
+
+
+# --- scores -----------------------------------------------------------------------------------
+
+def penultimate_features(model: nn.Module, images: Tensor, dataset: str, *, batch_size: int = 1000) -> Tensor:
+    """What a classifier's last fully connected layer sees (N x D), for uint8 images N x 28 x 28."""
+    last = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)][-1]
+    captured: list[Tensor] = []
+    hook = last.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].float()))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for chunk in images.split(batch_size):
+                model(data.normalize(chunk, dataset))
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.cat(captured)
+
+
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of features (rows are samples)."""
+    a, b = a.double(), b.double()
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    # trace(sqrt(cov_a cov_b)) from the eigenvalues of sqrt(cov_a) cov_b sqrt(cov_a), which is symmetric.
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
+    return float((mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+
+
+def label_agreement(judge: nn.Module, images: Tensor, labels: Tensor, dataset: str) -> tuple[float, list[float]]:
+    """Percent of images the judge assigns to their requested class: overall, and per class."""
+    was_training = judge.training
+    judge.eval()
+    with torch.inference_mode():
+        predicted = torch.cat([judge(data.normalize(chunk, dataset)).argmax(1) for chunk in images.split(1000)])
+    judge.train(was_training)
+    hits = predicted == labels
+    classes = len(data.get_spec(dataset).classes)
+    return 100 * hits.float().mean().item(), [100 * hits[labels == c].float().mean().item() for c in range(classes)]
+
+
+def diversity(images: Tensor, labels: Tensor, *, classes: int = 10, per_class: int = 200) -> list[float]:
+    """Mean pairwise pixel distance between images of each class (pixels scaled to [0, 1])."""
+    result = []
+    for c in range(classes):
+        chosen = images[labels == c][:per_class].flatten(1).float() / 255
+        result.append(torch.pdist(chosen).mean().item())
+    return result
+
+
+@dataclass
+class Scores:
+    agreement: float  # percent, over all classes
+    agreement_per_class: list[float]
+    diversity_ratio: list[float]  # per class: generated against real, 1.0 = as varied as real digits
+    fid: float  # generated against the real test set, on the judge's penultimate features
+    fid_reference: float  # real training digits against the real test set: the scale of the number
+    cas: float | None  # accuracy on the real test set of a LeNet trained on generated digits only
+
+    def to_json(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v] if isinstance(v, list) else v)
+                for k, v in asdict(self).items()}
+
+
+def score(
+    generator: Generator,
+    judge: nn.Module,
+    dataset: str,
+    *,
+    per_class: int = 1000,
+    cas_images: int = 0,
+    seed: int = 0,
+    data_root: str | None = None,
+) -> Scores:
+    """Every score of a generator; ``cas_images`` > 0 also trains a LeNet on that many generated digits."""
+    classes = len(data.get_spec(dataset).classes)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    fake = sample(generator, labels, seed=seed)
+    test = data.load(dataset, train=False, root=data_root)
+    train = data.load(dataset, train=True, root=data_root, limit=len(test))
+    agreement, agreement_per_class = label_agreement(judge, fake, labels, dataset)
+    real_diversity = diversity(test.images, test.labels, classes=classes)
+    fake_diversity = diversity(fake, labels, classes=classes)
+    test_features = penultimate_features(judge, test.images, dataset)
+    cas = None
+    if cas_images:
+        cas = classification_accuracy_score(generator, dataset, images=cas_images, seed=seed, data_root=data_root)
+    return Scores(
+        agreement=agreement,
+        agreement_per_class=agreement_per_class,
+        diversity_ratio=[f / r for f, r in zip(fake_diversity, real_diversity, strict=True)],
+        fid=frechet_distance(penultimate_features(judge, fake, dataset), test_features),
+        fid_reference=frechet_distance(penultimate_features(judge, train.images, dataset), test_features),
+        cas=cas,
+    )
+
+
+def classification_accuracy_score(
+    generator: Generator, dataset: str, *, images: int = 60_000, seed: int = 0, data_root: str | None = None
+) -> float:
+    """Train a LeNet on generated digits only (labels uniform) and test it on the real test set."""
+    from core.training import TrainConfig, Trainer
+
+    classes = len(data.get_spec(dataset).classes)
+    labels = torch.arange(images) % classes
+    generated = data.Split(sample(generator, labels, seed=seed + 1), labels)
+    config = TrainConfig(arch="lenet5-relu", dataset=dataset, epochs=5, lr=5e-3, val_split=0.0, seed=seed)
+    trainer = Trainer(config, data_root=data_root, train_data=generated)
+    return trainer.fit().test_accuracy
+
+
+# --- weights ----------------------------------------------------------------------------------
+
+def save_generator(result: GanResult, *, folder: Path, scores: Scores, name: str = ARCH,
+                   half: bool = False) -> checkpoints.ModelRecord:
+    """``<folder>/<dataset>/<name>.safetensors`` and a manifest entry, like the classifiers'."""
+    dataset = result.config.dataset
+    generator = result.generator
+    file = f"{dataset}/{checkpoints.safe_name(name)}.safetensors"
+    metadata = {"arch": ARCH, "dataset": dataset, "width": str(generator.width), "latent": str(generator.latent),
+                "num_classes": str(generator.num_classes)}
+    checkpoints.write_weights(generator, folder / file, metadata, half=half)
+    summary = result.summary()
+    record = checkpoints.ModelRecord(
+        name=name, arch=ARCH, dataset=dataset, file=file, test_accuracy=round(scores.agreement, 2),
+        epochs=summary["epochs"], seconds=summary["seconds"], device=summary["device"],
+        date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), code_version=checkpoints.code_version(),
+        config=summary["config"], history=summary["history"], scores=scores.to_json(), folder=folder,
+    )
+    checkpoints.add_record(folder, record)
+    return record
+
+
+def load_generator(path: Path | str) -> Generator:
+    """A generator from its weights file, checked tensor by tensor (CheckpointError otherwise)."""
+    tensors, metadata = checkpoints.read_weights(path)
+    if metadata.get("arch") != ARCH:
+        raise checkpoints.CheckpointError(f"{path}: holds {metadata.get('arch')!r} weights, not a CGAN generator")
+    generator = Generator(num_classes=int(metadata.get("num_classes", 10)), latent=int(metadata.get("latent", LATENT)),
+                          width=int(metadata.get("width", 64)))
+    return checkpoints.fill(generator, tensors, path, ARCH)
+
+
+def find_generator(dataset: str) -> checkpoints.ModelRecord | None:
+    """The shipped generator of a dataset, else this machine's latest one, else None."""
+    for folder in (checkpoints.WEIGHTS_DIR, checkpoints.runs_dir()):
+        found = sorted((r for r in checkpoints.read_manifest(folder) if r.arch == ARCH and r.dataset == dataset),
+                       key=lambda r: r.date)
+        if found:
+            return found[-1]
+    return None
+
+
+def best_judge(dataset: str) -> nn.Module:
+    """The shipped classifier with the best test accuracy: it judges whether labels hold."""
+    shipped = checkpoints.find_models(dataset, include_runs=False)
+    if not shipped:
+        raise ValueError(f"no shipped {dataset} classifier to judge the generator with")
+    return checkpoints.load_record(max(shipped, key=lambda r: r.test_accuracy))

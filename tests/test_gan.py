@@ -1,0 +1,156 @@
+"""The conditional GAN: shapes, labels that hold after a short training, scores, export, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import checkpoints, gan
+from core.models import get_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shipped_lenet():
+    [record] = [r for r in checkpoints.find_models("mnist", include_runs=False) if r.arch == "lenet5"]
+    return checkpoints.load_record(record)
+
+
+def test_generator_and_discriminator_shapes():
+    labels = torch.tensor([0, 3, 9, 9, 5])
+    generator, discriminator = gan.Generator(), gan.Discriminator()
+    images = generator(torch.randn(5, gan.LATENT), labels)
+    assert images.shape == (5, 1, 28, 28)
+    assert images.min() >= -1 and images.max() <= 1  # tanh, the range real images are scaled to
+    assert discriminator(images, labels).shape == (5,)
+    # the label reaches both players: another label, another output
+    z = torch.randn(1, gan.LATENT)
+    generator.eval()
+    assert not torch.allclose(generator(z, torch.tensor([1])), generator(z, torch.tensor([7])))
+    assert discriminator(images[:1], torch.tensor([1])) != discriminator(images[:1], torch.tensor([7]))
+
+
+def test_pixels_round_trip_through_the_unit_range(mnist_test):
+    pixels = mnist_test.images[:8]
+    assert torch.equal(gan.to_pixels(gan.to_unit_range(pixels)), pixels)
+
+
+@pytest.fixture(scope="module")
+def short_run():
+    config = gan.GanConfig(epochs=4, limit=4000, batch_size=64)
+    epochs = []
+    result = gan.train_gan(config, on_epoch=epochs.append)
+    return result, epochs
+
+
+def test_a_short_training_already_honours_the_label(short_run, mnist_test):
+    result, epochs = short_run
+    assert [e.epoch for e in epochs] == [1, 2, 3, 4] and not result.stopped
+    assert epochs[-1].grid.shape == (10 * 30 - 2, 10 * 30 - 2)  # 10x10 fixed-noise grid, 2-pixel gaps
+    judge = shipped_lenet()
+    labels = torch.arange(10).repeat_interleave(100)
+    agreement, per_class = gan.label_agreement(judge, gan.sample(result.generator, labels), labels, "mnist")
+    assert agreement > 30  # chance is 10 %
+    assert len(per_class) == 10
+
+
+def test_samples_are_reproducible_and_checked(short_run):
+    generator = short_run[0].generator
+    assert torch.equal(gan.sample(generator, [7, 7, 2], seed=3), gan.sample(generator, [7, 7, 2], seed=3))
+    assert not torch.equal(gan.sample(generator, [7], seed=3), gan.sample(generator, [7], seed=4))
+    with pytest.raises(ValueError, match="classes must be 0 to 9"):
+        gan.sample(generator, [10])
+
+
+def test_the_scores_give_their_reference_values_on_real_digits(mnist_test, mnist_train):
+    judge = shipped_lenet()
+    agreement, per_class = gan.label_agreement(judge, mnist_test.images, mnist_test.labels, "mnist")
+    assert agreement > 98 and min(per_class) > 96  # real digits of their class: near-perfect
+    real = gan.diversity(mnist_test.images, mnist_test.labels)
+    assert real == gan.diversity(mnist_test.images, mnist_test.labels)  # 100 % of itself
+    collapsed = mnist_test.images[mnist_test.labels == 3][:1].repeat(200, 1, 1)
+    assert gan.diversity(collapsed, torch.full((200,), 3), classes=10)[3] == 0  # one picture, no diversity
+    features = gan.penultimate_features(judge, mnist_test.images[:2000], "mnist")
+    assert features.shape == (2000, 84)  # LeNet-5's F6
+    assert gan.frechet_distance(features, features) == pytest.approx(0, abs=1e-6)
+    other = gan.penultimate_features(judge, mnist_train.images[:2000], "mnist")
+    shifted = gan.frechet_distance(features, features + 1.0)
+    assert 0 < gan.frechet_distance(features, other) < shifted
+
+
+def test_generators_round_trip_and_stay_out_of_the_classifiers(short_run, tmp_path, monkeypatch):
+    result, _ = short_run
+    monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path))
+    scores = gan.Scores(50.0, [50.0] * 10, [1.0] * 10, 1.0, 0.1, None)
+    record = gan.save_generator(result, folder=tmp_path, scores=scores, name="mine")
+    loaded = gan.load_generator(record.path)
+    assert torch.equal(gan.sample(loaded, [1, 2, 3]), gan.sample(result.generator, [1, 2, 3]))
+    assert gan.find_generator("mnist") == record
+    assert all(r.arch != gan.ARCH for r in checkpoints.find_models("mnist"))
+    torch.manual_seed(0)
+    lenet = checkpoints.save(get_model("lenet5"), name="lenet", arch="lenet5", dataset="mnist", folder=tmp_path,
+                             summary={"test_accuracy": 1, "epochs": 1, "seconds": 1, "device": "CPU"})
+    with pytest.raises(checkpoints.CheckpointError, match="not a CGAN generator"):
+        gan.load_generator(lenet.path)
+
+
+def run_cli(*args: str, runs: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MNIST_LAB_RUNS=str(runs))
+    return subprocess.run([sys.executable, "-m", "core", "cgan", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_the_command_line_trains_samples_exports_and_scores(tmp_path):
+    done = run_cli("train", "--epochs", "1", "--limit", "500", "--json", runs=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["epochs"] == 1 and 0 <= summary["scores"]["agreement"] <= 100
+    assert len(summary["scores"]["agreement_per_class"]) == 10
+
+    done = run_cli("sample", "--digit", "7", "--n", "16", "--seed", "1", "--out", str(tmp_path / "grid.png"),
+                   runs=tmp_path)
+    assert done.returncode == 0, done.stderr
+    from PIL import Image
+
+    assert Image.open(tmp_path / "grid.png").size == (4 * 30 - 2, 4 * 30 - 2)
+    done = run_cli("sample", "--n", "12", "--out", str(tmp_path / "each"), runs=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "each").iterdir())[:3] == ["0000-0.png", "0001-1.png", "0002-2.png"]
+    assert len(list((tmp_path / "each").iterdir())) == 12
+
+    done = run_cli("export", "--n", "60", "--out", str(tmp_path / "fake.csv"), runs=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = np.loadtxt(tmp_path / "fake.csv", delimiter=",", dtype=np.int64)
+    assert rows.shape == (60, 785)  # no header; label, then 784 pixels
+    assert rows[:, 0].tolist() == [i % 10 for i in range(60)]
+    assert rows[:, 1:].min() >= 0 and rows[:, 1:].max() <= 255
+    done = run_cli("export", "--n", "20", "--out", str(tmp_path / "fake.npz"), runs=tmp_path)
+    archive = np.load(tmp_path / "fake.npz")
+    assert archive["images"].shape == (20, 28, 28) and archive["labels"].shape == (20,)
+    done = run_cli("export", "--n", "20", "--out", str(tmp_path / "fake.txt"), runs=tmp_path)
+    assert done.returncode == 2 and "must end in .csv or .npz" in done.stderr
+
+    done = run_cli("score", "--per-class", "50", "--cas", "0", "--json", runs=tmp_path)
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(done.stdout)
+    assert len(scores["diversity_ratio"]) == 10 and scores["cas"] is None and scores["fid"] > scores["fid_reference"]
+
+
+def test_no_generator_yet_is_a_clear_error(tmp_path):
+    done = run_cli("sample", "--dataset", "fashion", "--out", str(tmp_path / "x.png"), runs=tmp_path)
+    assert done.returncode == 2 and "no fashion generator yet" in done.stderr
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        gan.GanConfig(epochs=0).validate()
+    with pytest.raises(ValueError, match="unknown dataset"):
+        gan.GanConfig(dataset="cifar").validate()
+    with pytest.raises(ValueError, match="limit must be at least 10"):
+        gan.GanConfig(limit=3).validate()
