@@ -83,12 +83,14 @@ def page(browser):
 
 
 def test_a_deep_link_as_the_first_request_shows_the_page_and_our_navigation(server, page):
+    from playwright.sync_api import expect
+
     page.goto(f"{server}/Train")
-    page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=60_000)
+    expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60_000)
     sidebar = page.get_by_test_id("stSidebar")
-    assert sidebar.get_by_role("link", name="Home").is_visible()
-    assert sidebar.get_by_role("link", name="Train").is_visible()
-    assert sidebar.get_by_text("Dataset").is_visible()
+    for link in ("Home", "Train", "Draw", "Compare", "Inside"):
+        expect(sidebar.get_by_role("link", name=link)).to_be_visible(timeout=30_000)
+    expect(sidebar.get_by_text("Dataset")).to_be_visible(timeout=30_000)
     assert page.get_by_test_id("stSidebarNav").count() == 0  # Streamlit's automatic list is hidden
 
 
