@@ -13,7 +13,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
@@ -71,12 +71,6 @@ class TrainConfig:
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """The inverse of ``asdict``; unknown keys (from newer versions) are ignored."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 class TrainingError(RuntimeError):
