@@ -19,10 +19,11 @@ _ADAMW = dict(optimizer="adamw", lr=2e-3, weight_decay=0.05)
 _RECIPES: dict[str, dict] = {
     "mlp": dict(_ADAMW, epochs=15, lr=1e-3),
     "lenet5": dict(_ADAMW, epochs=15, lr=5e-3),  # tanh saturates slowly: a higher peak helped in short runs
-    "lenet5-relu": dict(_ADAMW, epochs=15, lr=5e-3),  # 3e-3 gave 99.14 %, under its 99.2 target
+    "lenet5-relu": dict(_ADAMW, epochs=15, lr=5e-3),  # 99.02 % (3e-3 gave 99.14 %): both under the 99.2 target
     "simple-cnn": dict(_SGD, epochs=12),  # batch norm: AdamW at 2e-3 gave 99.23 %, under its 99.4 target
-    "alexnet": dict(_ADAMW, epochs=12, lr=1e-3),
-    "zfnet": dict(_ADAMW, epochs=12, lr=1e-3),
+    # Without batch norm these start slowly and were still improving at epoch 12 (99.34 and 99.21 %).
+    "alexnet": dict(_ADAMW, epochs=20),
+    "zfnet": dict(_ADAMW, epochs=20),
     "vgg11": dict(_SGD, epochs=12),
     "vgg19": dict(_SGD, epochs=12),
     "googlenet": dict(_SGD, epochs=12),

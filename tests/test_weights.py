@@ -1,0 +1,105 @@
+"""The shipped weights: every architecture on both datasets, small, and as accurate as promised."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core import checkpoints, data
+from core.models import list_models
+from core.predict import Ensemble
+from core.training import evaluate
+
+# Issue 5: MNIST test accuracy each shipped model must reach (percent).
+MNIST_TARGETS = {"mlp": 98.3, "lenet5": 99.0, "lenet5-relu": 99.2, "simple-cnn": 99.4, "alexnet": 99.4,
+                 "zfnet": 99.4, "mobilenet": 99.4, "vgg11": 99.5, "vgg19": 99.5, "googlenet": 99.5,
+                 "resnet18": 99.6}
+# Shipped below their target (issue 5 stays open for them): test accuracy of the shipped file. Strict, so
+# that a retrained file that reaches its target fails this list until it is taken off it.
+SHORT_OF_TARGET = {'lenet5-relu': 99.02, 'vgg11': 99.45}
+FASHION_SHORT_OF_TARGET: dict[str, float] = {'resnet18': 91.41, 'best': 91.52}
+SHIPPED = checkpoints.read_manifest(checkpoints.WEIGHTS_DIR)
+
+
+def shipped(dataset: str, arch: str) -> checkpoints.ModelRecord:
+    [record] = [r for r in SHIPPED if r.dataset == dataset and r.arch == arch]
+    return record
+
+
+@pytest.mark.parametrize("dataset", list(data.DATASETS))
+def test_every_architecture_is_shipped_once_per_dataset(dataset):
+    assert sorted(r.arch for r in SHIPPED if r.dataset == dataset) == sorted(list_models())
+
+
+@pytest.mark.parametrize("record", SHIPPED, ids=lambda r: f"{r.dataset}-{r.arch}")
+def test_every_file_loads_into_its_architecture(record):
+    model = checkpoints.load_record(record)  # checks every tensor's name and shape
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert record.name == record.arch and record.epochs >= 1 and record.seconds > 0
+    assert record.config["arch"] == record.arch and record.config["dataset"] == record.dataset
+    assert record.device and record.date and record.code_version
+
+
+@pytest.mark.parametrize("arch", ["lenet5", "resnet18"])
+def test_the_files_are_the_trained_ones(arch, mnist_test):
+    model = checkpoints.load_record(shipped("mnist", arch))
+    assert evaluate(model, mnist_test.subset(slice(0, 1000)), "mnist").accuracy >= 98
+
+
+@pytest.mark.parametrize("arch", [
+    pytest.param(arch, marks=pytest.mark.xfail(strict=True, reason=f"shipped at {SHORT_OF_TARGET[arch]} %"))
+    if arch in SHORT_OF_TARGET else arch
+    for arch in MNIST_TARGETS
+])
+def test_mnist_accuracy_reaches_its_target(arch):
+    assert shipped("mnist", arch).test_accuracy >= MNIST_TARGETS[arch]
+
+
+@pytest.fixture(scope="module")
+def test_probabilities() -> dict[str, dict[str, torch.Tensor]]:
+    """Every shipped model's probabilities on its full test set, computed once."""
+    result = {}
+    for dataset in data.DATASETS:
+        test = data.load(dataset, train=False)
+        ensemble = Ensemble([r for r in SHIPPED if r.dataset == dataset])
+        chunks = [ensemble.predict(data.normalize(images, dataset)) for images in test.images.split(1000)]
+        result[dataset] = {
+            record.name: torch.cat([torch.stack([p.answers[i].probabilities for p in chunk]) for chunk in chunks])
+            for i, (record, _) in enumerate(ensemble.models)
+        }
+    return result
+
+
+@pytest.mark.parametrize("record", SHIPPED, ids=lambda r: f"{r.dataset}-{r.arch}")
+def test_the_manifest_accuracy_is_that_of_the_file(record, test_probabilities):
+    labels = data.load(record.dataset, train=False).labels
+    accuracy = 100 * (test_probabilities[record.dataset][record.name].argmax(1) == labels).float().mean().item()
+    assert abs(accuracy - record.test_accuracy) <= 0.05
+
+
+def test_the_consensus_of_all_shipped_models_reaches_99_65(mnist_test, test_probabilities):
+    mean = torch.stack(list(test_probabilities["mnist"].values())).mean(0)
+    assert 100 * (mean.argmax(1) == mnist_test.labels).float().mean().item() >= 99.65
+
+
+def fashion_target(name: str):
+    """Fashion-MNIST figures shipped below their target are strict expected failures, like MNIST's."""
+    if name in FASHION_SHORT_OF_TARGET:
+        return pytest.mark.xfail(strict=True, reason=f"shipped at {FASHION_SHORT_OF_TARGET[name]} %")
+    return lambda test: test
+
+
+@fashion_target("resnet18")
+def test_fashion_resnet_reaches_93_5():
+    assert shipped("fashion", "resnet18").test_accuracy >= 93.5
+
+
+@fashion_target("best")
+def test_the_best_fashion_model_reaches_94():
+    assert max(r.test_accuracy for r in SHIPPED if r.dataset == "fashion") >= 94
+
+
+def test_all_weights_stay_under_80_mb():
+    files = [checkpoints.WEIGHTS_DIR / "manifest.json"] + [r.path for r in SHIPPED]
+    size = sum(p.stat().st_size for p in files)
+    assert size < 80 * 2**20
