@@ -12,35 +12,33 @@ from core import checkpoints
 from core.checkpoints import ModelRecord
 
 
+class _Probabilities:
+    """The answer read off a probability vector."""
+
+    probabilities: torch.Tensor  # (classes,)
+
+    @property
+    def top(self) -> int:
+        return int(self.probabilities.argmax())
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities.max())
+
+
 @dataclass
-class Answer:
+class Answer(_Probabilities):
     name: str
     arch: str
     shipped: bool
     probabilities: torch.Tensor  # (classes,) for one input
     milliseconds: float  # this model's forward pass
 
-    @property
-    def top(self) -> int:
-        return int(self.probabilities.argmax())
-
-    @property
-    def confidence(self) -> float:
-        return float(self.probabilities.max())
-
 
 @dataclass
-class Prediction:
+class Prediction(_Probabilities):
     answers: list[Answer]
     probabilities: torch.Tensor  # the consensus: mean of the models' probabilities
-
-    @property
-    def top(self) -> int:
-        return int(self.probabilities.argmax())
-
-    @property
-    def confidence(self) -> float:
-        return float(self.probabilities.max())
 
     @property
     def dissenters(self) -> list[str]:
