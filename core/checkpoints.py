@@ -96,6 +96,11 @@ def code_version() -> str:
     return f"{core.__version__}+{commit}" if commit else core.__version__
 
 
+def now() -> str:
+    """The time of a save, as the manifests store it (ISO 8601 with the offset: sortable as text)."""
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 def safe_name(name: str) -> str:
     """A run name usable as a file name on every OS."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
@@ -181,7 +186,7 @@ def save(
     record = ModelRecord(
         name=name, arch=arch, dataset=dataset, file=file,
         test_accuracy=summary["test_accuracy"], epochs=summary["epochs"], seconds=summary["seconds"],
-        device=summary["device"], date=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        device=summary["device"], date=now(),
         code_version=code_version(), config=summary.get("config", {}),
         history=summary.get("history", []), folder=folder,
     )

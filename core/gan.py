@@ -387,7 +387,7 @@ def save_generator(result: GanResult, *, folder: Path, scores: Scores, name: str
     record = checkpoints.ModelRecord(
         name=name, arch=ARCH, dataset=dataset, file=file, test_accuracy=round(scores.agreement, 2),
         epochs=summary["epochs"], seconds=summary["seconds"], device=summary["device"],
-        date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), code_version=checkpoints.code_version(),
+        date=checkpoints.now(), code_version=checkpoints.code_version(),
         config=summary["config"], history=summary["history"], scores=scores.to_json(), folder=folder,
     )
     checkpoints.add_record(folder, record)
