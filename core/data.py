@@ -30,6 +30,7 @@ class DatasetSpec:
     mean: float  # of the training pixels scaled to [0, 1]
     std: float
     classes: tuple[str, ...]
+    mirror: bool = False  # may training mirror images? A mirrored shoe is a shoe; a mirrored 7 is no digit
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -39,7 +40,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "fashion": DatasetSpec(
         "fashion", "Fashion-MNIST", "FashionMNIST", 0.2860, 0.3530,
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"), mirror=True,
     ),
 }
 
@@ -148,9 +149,11 @@ def augment(
     max_shift: float = 2.0,
     max_degrees: float = 10.0,
     scale: tuple[float, float] = (0.9, 1.1),
+    mirror: bool = False,
     fill: float = 0.0,
 ) -> torch.Tensor:
-    """Random shifts (pixels), rotations and scales, one affine warp for the whole batch.
+    """Random shifts (pixels), rotations and scales, one affine warp for the whole batch; with
+    ``mirror``, half the images (at random) are also flipped left to right.
 
     ``fill`` is the value of uncovered pixels: the normalised background, so that the border
     looks like paper and not like ink.
@@ -166,6 +169,9 @@ def augment(
     theta = torch.stack(
         [torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1
     )  # N x 2 x 3, maps output coordinates to input coordinates
+    if mirror:  # drawn after the warp, so that runs without mirroring keep their random stream
+        flip = torch.rand(n, generator=generator).to(x.device) < 0.5
+        theta[:, :, 0] = torch.where(flip[:, None], -theta[:, :, 0], theta[:, :, 0])  # x_out -> -x_out
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out + fill

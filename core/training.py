@@ -309,6 +309,7 @@ class Trainer:
         self.schedule = _make_schedule(self.optimizer, config, config.epochs * self.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.background = data.background(config.dataset)
+        self.mirror = data.get_spec(config.dataset).mirror
 
         self.history: list[EpochEvent] = []
         self.best_loss = math.inf
@@ -419,7 +420,7 @@ class Trainer:
                 return False
             x = data.normalize(images, config.dataset)
             if config.augment:
-                x = data.augment(x, generator=self.generator, fill=self.background)
+                x = data.augment(x, generator=self.generator, fill=self.background, mirror=self.mirror)
             if use_channels_last(device):
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device):

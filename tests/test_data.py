@@ -81,6 +81,20 @@ def test_augmentation_moves_ink_but_keeps_the_background(mnist_train):
     assert torch.equal(seeded, moved)
 
 
+def test_mirroring_flips_about_half_the_images_and_nothing_else(mnist_train):
+    x = data.normalize(mnist_train.images[:400], "mnist")
+    still = dict(max_shift=0, max_degrees=0, scale=(1, 1), fill=data.background("mnist"))
+    out = data.augment(x, generator=torch.Generator().manual_seed(1), mirror=True, **still)
+    flipped = torch.isclose(out, x.flip(3), atol=1e-4).flatten(1).all(1)
+    kept = torch.isclose(out, x, atol=1e-4).flatten(1).all(1)
+    assert bool((flipped | kept).all()) and 150 < int(flipped.sum()) < 250
+    # the warp's random numbers come first, so the same seed warps the same way with or without mirroring
+    plain = data.augment(x, generator=torch.Generator().manual_seed(1), fill=still["fill"])
+    both = data.augment(x, generator=torch.Generator().manual_seed(1), mirror=True, fill=still["fill"])
+    assert torch.allclose(both[kept], plain[kept], atol=1e-5)
+    assert data.get_spec("fashion").mirror and not data.get_spec("mnist").mirror  # a mirrored 7 is no digit
+
+
 def test_missing_files_offline_name_the_folder_and_the_variable(tmp_path, monkeypatch):
     from torchvision import datasets
 
