@@ -14,8 +14,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
 from core import checkpoints, data, gan, measure, preprocess
 from core.models import get_card, list_models
 from core.predict import Ensemble
@@ -207,6 +205,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         batches=args.batches, rounds=args.rounds, batch_size=args.batch_size, device=device, data_root=args.data
     )
     report["draw"] = measure.draw_latency(args.dataset or "mnist", data_root=args.data)
+    if not args.skip_cgan:
+        print("timing one CGAN epoch on each device ...", file=sys.stderr, flush=True)
+        report["cgan_epoch"] = [
+            {"device": measure.describe_machine(d),
+             "seconds": round(gan.epoch_seconds(device=d, dataset=args.dataset or "mnist", data_root=args.data), 1)}
+            for d in measure.speed_devices()]
     if args.json:
         emit(report)
         return 0
@@ -224,6 +228,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"median of {draw['repeats']}: {draw['median_ms']:.1f} ms")
     else:
         print(f"drawing to answers: no shipped {draw['dataset']} models to time")
+    for epoch in report.get("cgan_epoch", []):
+        print(f"one CGAN epoch (60,000 images, batch 128) on {epoch['device']}: {epoch['seconds']:.1f} s")
     return 0
 
 
@@ -290,18 +296,22 @@ def cmd_cgan_train(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
     tty = sys.stderr.isatty()
 
-    def on_step(done: int, total: int) -> None:
-        if tty and (done % 20 == 0 or done == total):
-            bar = "#" * (24 * done // total)
-            print(f"\r[{bar:<24}] {100 * done / total:3.0f}%", end="", file=sys.stderr, flush=True)
+    def on_step(step: gan.GanStep) -> None:
+        if tty:
+            bar = "#" * int(24 * step.progress)
+            print(f"\r[{bar:<24}] {100 * step.progress:3.0f}%  D {step.d_loss:.3f}  G {step.g_loss:.3f}", end="",
+                  file=sys.stderr, flush=True)
 
     def on_epoch(epoch: gan.GanEpoch) -> None:
         print(f"\repoch {epoch.epoch}/{epoch.epochs}  D loss {epoch.d_loss:.3f}  G loss {epoch.g_loss:.3f}  "
               f"{epoch.seconds:.1f} s", file=out, flush=True)
 
     result = gan.train_gan(config, device=args.device, data_root=args.data, on_epoch=on_epoch, on_step=on_step)
-    print("scoring: label agreement, diversity, FID ...", file=sys.stderr, flush=True)
-    scores = gan.score(result.generator, gan.best_judge(args.dataset), args.dataset, per_class=200,
+    # A shipped generator is scored in full (the page shows these figures); a run gets the quick scores.
+    print("scoring: label agreement, diversity, FID" + (", classification score" if args.ship else "") + " ...",
+          file=sys.stderr, flush=True)
+    scores = gan.score(result.generator, gan.best_judge(args.dataset), args.dataset,
+                       per_class=1000 if args.ship else 200, cas_images=60_000 if args.ship else 0,
                        data_root=args.data)
     folder = checkpoints.WEIGHTS_DIR if args.ship else checkpoints.runs_dir()
     name = gan.ARCH if args.ship else args.name or f"{gan.ARCH}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -337,23 +347,16 @@ def cmd_cgan_sample(args: argparse.Namespace) -> int:
 
 
 def write_png(pixels, path: Path) -> None:
-    from PIL import Image
-
-    Image.fromarray(pixels).save(path)
+    path.write_bytes(gan.png_bytes(pixels))
 
 
 def cmd_cgan_export(args: argparse.Namespace) -> int:
-    generator = _generator(args)
-    labels = [i % generator.num_classes for i in range(args.n)]
-    images = gan.sample(generator, labels, seed=args.seed).reshape(args.n, -1).numpy()
     out = Path(args.out)
-    if out.suffix.lower() == ".csv":  # as the original repository's fake_mnist.csv: label, then 784 pixels
-        rows = np.column_stack([np.array(labels), images])
-        np.savetxt(out, rows, fmt="%d", delimiter=",")
-    elif out.suffix.lower() == ".npz":
-        np.savez_compressed(out, images=images.reshape(args.n, 28, 28), labels=np.array(labels, dtype=np.int64))
-    else:
-        raise ValueError(f"--out must end in .csv or .npz, got {out.name!r}")
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in gan.EXPORT_FORMATS:
+        raise ValueError(f"--out must end in .csv, .npz or .pt, got {out.name!r}")
+    dataset = gan.synthetic_dataset(_generator(args), args.n, seed=args.seed)
+    checkpoints.write_atomic(out, gan.encode_dataset(dataset, fmt))
     if args.json:
         emit({"file": str(out), "count": args.n})
     else:
@@ -497,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     gan_train.add_argument("--name", help="run name (default: cgan-generator and time)")
     gan_train.add_argument("--ship", action="store_true", help="save into weights/ as the shipped generator")
     for name, run, help in (("sample", cmd_cgan_sample, "generated digits as one grid PNG or a folder of PNGs"),
-                            ("export", cmd_cgan_export, "a synthetic dataset as CSV (label, 784 pixels) or .npz"),
+                            ("export", cmd_cgan_export, "a synthetic dataset as CSV (label, 784 pixels), .npz or .pt"),
                             ("score", cmd_cgan_score, "label agreement, diversity, FID and classification score")):
         sub = cgan_command(name, run, help)
         sub.add_argument("--weights", metavar="FILE", help="a generator file (default: the shipped one)")
@@ -507,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--out", required=True, help="grid.png, or a folder for one PNG per digit")
         elif name == "export":
             sub.add_argument("--n", type=positive, default=6000)
-            sub.add_argument("--out", required=True, help="fake.csv or fake.npz")
+            sub.add_argument("--out", required=True, help="fake.csv, fake.npz or fake.pt")
         else:
             sub.add_argument("--per-class", type=positive, default=1000, help="generated digits per class")
             sub.add_argument("--cas", type=int, default=60_000, metavar="N",
@@ -517,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "--zoo every trained model side by side")
     bench.add_argument("--dataset", choices=list(data.DATASETS),
                        help="the drawing figure's dataset (default mnist); with --zoo, only its models")
+    bench.add_argument("--skip-cgan", action="store_true", help="leave out the CGAN epoch (a minute on a CPU)")
     bench.add_argument("--zoo", action="store_true",
                        help="every trained model's size, accuracy, training cost, and latency and throughput on "
                             "this machine's CPU and GPU (cached per machine)")

@@ -13,9 +13,10 @@ generated digits only (classification accuracy score).
 
 from __future__ import annotations
 
+import io
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core import checkpoints, data
-from core.training import describe_device, resolve_device
+from core.training import TrainingError, describe_device, resolve_device
 
 LATENT = 64  # length of the noise vector z
 ARCH = "cgan-generator"  # how generators are named in the manifests and file metadata
@@ -108,6 +109,7 @@ class GanConfig:
     width: int = 64  # channels of the first conv of D and the last of G
     seed: int = 0
     limit: int | None = None  # train on the first N images only
+    log_every: int = 20  # batches between step reports (each one waits for the losses)
 
     def validate(self) -> None:
         data.get_spec(self.dataset)
@@ -116,9 +118,30 @@ class GanConfig:
             ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive number"),
             ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"), ("width", 1 <= self.width <= 512, "1 to 512"),
             ("limit", self.limit is None or self.limit >= 10, "at least 10 images"),
+            ("log_every", self.log_every >= 1, "at least 1"),
         ]:
             if not ok:
                 raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+
+
+@dataclass
+class GanStep:
+    epoch: int
+    epochs: int
+    step: int  # within the epoch, 1-based
+    steps_per_epoch: int
+    d_loss: float  # mean since the previous report
+    g_loss: float
+    samples_per_s: float
+    eta_s: float  # until the last epoch ends, at the current speed
+
+    @property
+    def global_step(self) -> int:
+        return (self.epoch - 1) * self.steps_per_epoch + self.step
+
+    @property
+    def progress(self) -> float:
+        return self.global_step / (self.epochs * self.steps_per_epoch)
 
 
 @dataclass
@@ -153,12 +176,13 @@ def train_gan(
     device: str | torch.device | None = None,
     data_root: str | None = None,
     on_epoch: Callable[[GanEpoch], None] | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Callable[[GanStep], None] | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> GanResult:
     """Train G and D against each other; ``on_epoch`` sees the losses and the fixed-noise grid.
 
-    ``on_step(done, total)`` reports batches; ``stop`` is checked before every batch.
+    ``on_step`` gets the losses every ``config.log_every`` batches and at each epoch's end;
+    ``stop`` is checked before every batch.
     """
     config.validate()
     device = resolve_device(device)
@@ -183,6 +207,7 @@ def train_gan(
         discriminator.train()
         epoch_start = time.perf_counter()
         d_total, g_total, done = torch.zeros((), device=device), torch.zeros((), device=device), 0
+        d_since, g_since, reported = 0.0, 0.0, 0
         for images, labels in data.batches(real, config.batch_size, shuffle=True, generator=rng):
             if stop and stop():
                 stopped = True
@@ -209,15 +234,21 @@ def train_gan(
             d_total += d_loss.detach()
             g_total += g_loss.detach()
             done += 1
-            if on_step:
-                on_step((epoch - 1) * steps + done, config.epochs * steps)
+            if on_step and (done % config.log_every == 0 or done == steps):
+                d_now, g_now = d_total.item(), g_total.item()  # waits for the device, so not every batch
+                elapsed = time.perf_counter() - epoch_start
+                speed = done * config.batch_size / elapsed
+                left = (config.epochs - epoch) * steps + steps - done
+                on_step(GanStep(epoch, config.epochs, done, steps, (d_now - d_since) / (done - reported),
+                                (g_now - g_since) / (done - reported), speed, left * elapsed / done))
+                d_since, g_since, reported = d_now, g_now, done
         if done == 0:  # stopped before this epoch's first batch
             break
         grid = make_grid(to_pixels(sample_with(generator, fixed_z, fixed_labels)).cpu().numpy(), columns=classes)
         record = GanEpoch(epoch, config.epochs, d_total.item() / done, g_total.item() / done,
                           time.perf_counter() - epoch_start, grid)
         if not (math.isfinite(record.d_loss) and math.isfinite(record.g_loss)):
-            raise RuntimeError(f"the GAN diverged in epoch {epoch}: lower the learning rate (it was {config.lr:g})")
+            raise TrainingError(f"the GAN diverged in epoch {epoch}: lower the learning rate (it was {config.lr:g})")
         history.append(record)
         if on_epoch:
             on_epoch(record)
@@ -225,6 +256,12 @@ def train_gan(
             break
     return GanResult(generator.eval(), config, history, time.perf_counter() - started, describe_device(device),
                      stopped)
+
+
+def epoch_seconds(*, device: str | torch.device | None = None, dataset: str = "mnist",
+                  data_root: str | None = None) -> float:
+    """How long one epoch of the default recipe takes (the whole training set), for ``bench``."""
+    return train_gan(GanConfig(dataset=dataset, epochs=1), device=device, data_root=data_root).history[0].seconds
 
 
 @torch.inference_mode()
@@ -238,14 +275,49 @@ def sample_with(generator: Generator, z: Tensor, labels: Tensor) -> Tensor:
         generator.train(was_training)
 
 
-def sample(generator: Generator, labels: Tensor | list[int], *, seed: int = 0) -> Tensor:
-    """uint8 digits (N x 28 x 28), one per label, reproducible for a seed."""
+def generate(generator: Generator, z: Tensor, labels: Tensor | Sequence[int]) -> Tensor:
+    """uint8 digits (N x 28 x 28) for given noise (N x latent) and labels (N,)."""
     labels = torch.as_tensor(labels, dtype=torch.long)
     if len(labels) and (labels.min() < 0 or labels.max() >= generator.num_classes):
         raise ValueError(f"classes must be 0 to {generator.num_classes - 1}, got {labels.tolist()}")
     device = next(generator.parameters()).device
-    z = torch.randn(len(labels), generator.latent, generator=torch.Generator().manual_seed(seed))
     return to_pixels(sample_with(generator, z.to(device), labels.to(device))).cpu()
+
+
+def noise(seeds: Sequence[int], latent: int = LATENT) -> Tensor:
+    """One z per seed (len(seeds) x latent): the same seed is the same z, whatever the class."""
+    return torch.stack([torch.randn(latent, generator=torch.Generator().manual_seed(s)) for s in seeds])
+
+
+def sample(generator: Generator, labels: Tensor | Sequence[int], *, seed: int = 0) -> Tensor:
+    """uint8 digits (N x 28 x 28), one per label, reproducible for a seed."""
+    z = torch.randn(len(labels), generator.latent, generator=torch.Generator().manual_seed(seed))
+    return generate(generator, z, labels)
+
+
+def class_sweep(generator: Generator, seeds: Sequence[int]) -> Tensor:
+    """Each seed's z drawn as every class (rows: seeds, columns: classes): z carries the style, y the class."""
+    classes = generator.num_classes
+    z = noise(seeds, generator.latent).repeat_interleave(classes, 0)
+    return generate(generator, z, torch.arange(classes).repeat(len(seeds)))
+
+
+def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Spherical interpolation: a straight line between two Gaussian z's passes through unlikely short
+    vectors near the middle, the arc keeps their length typical (White, 2016)."""
+    omega = torch.arccos(torch.clamp(F.cosine_similarity(a, b, dim=0), -1.0, 1.0))
+    t = t[:, None]
+    if omega.abs() < 1e-4:  # (nearly) the same direction: the arc is a line
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def interpolation(generator: Generator, label: int, seed_a: int, seed_b: int, *, steps: int = 10) -> Tensor:
+    """One class, ``steps`` digits along the arc from seed_a's z to seed_b's."""
+    if steps < 2:
+        raise ValueError(f"an interpolation needs at least 2 steps, got {steps}")
+    a, b = noise([seed_a, seed_b], generator.latent)
+    return generate(generator, slerp(a, b, torch.linspace(0, 1, steps)), [label] * steps)
 
 
 def make_grid(images: np.ndarray, *, columns: int, gap: int = 2) -> np.ndarray:
@@ -257,6 +329,47 @@ def make_grid(images: np.ndarray, *, columns: int, gap: int = 2) -> np.ndarray:
         top, left = (i // columns) * (h + gap), (i % columns) * (w + gap)
         grid[top : top + h, left : left + w] = image
     return grid
+
+
+def png_bytes(pixels: np.ndarray, *, scale: int = 1) -> bytes:
+    """A uint8 grey picture as PNG, each pixel ``scale`` x ``scale`` (nearest neighbour keeps digits crisp)."""
+    from PIL import Image
+
+    picture = Image.fromarray(np.ascontiguousarray(pixels))
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# --- a synthetic dataset ----------------------------------------------------------------------
+
+EXPORT_FORMATS = ("csv", "npz", "pt")
+
+
+def synthetic_dataset(generator: Generator, n: int, *, seed: int = 0) -> data.Split:
+    """``n`` generated digits, classes in turn (0, 1, ..., 9, 0, ...), so every class has its share."""
+    if n < 1:
+        raise ValueError(f"the dataset needs at least one digit, got {n}")
+    labels = torch.arange(n) % generator.num_classes
+    return data.Split(sample(generator, labels, seed=seed), labels)
+
+
+def encode_dataset(split: data.Split, fmt: str) -> bytes:
+    """The digits as a file: ``csv`` as the original repository's fake_mnist.csv (no header, one row per
+    digit: the label, then 784 pixel values), ``npz`` (images, labels) or ``pt`` (a torch dict)."""
+    images, labels = split.images.cpu(), split.labels.cpu()
+    buffer = io.BytesIO()
+    if fmt == "csv":
+        np.savetxt(buffer, np.column_stack([labels.numpy(), images.flatten(1).numpy()]), fmt="%d", delimiter=",")
+    elif fmt == "npz":
+        np.savez_compressed(buffer, images=images.numpy(), labels=labels.numpy())
+    elif fmt == "pt":
+        torch.save({"images": images, "labels": labels}, buffer)
+    else:
+        raise ValueError(f"the format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    return buffer.getvalue()
 
 
 # --- scores -----------------------------------------------------------------------------------
@@ -404,19 +517,27 @@ def load_generator(path: Path | str) -> Generator:
     return checkpoints.fill(generator, tensors, path, ARCH)
 
 
+def list_generators(dataset: str) -> list[checkpoints.ModelRecord]:
+    """A dataset's generators: the shipped one first, then this machine's runs, newest first."""
+    found = []
+    for folder in (checkpoints.WEIGHTS_DIR, checkpoints.runs_dir()):
+        records = [r for r in checkpoints.read_manifest(folder) if r.arch == ARCH and r.dataset == dataset]
+        found += sorted(records, key=lambda r: r.date, reverse=True)
+    return found
+
+
 def find_generator(dataset: str) -> checkpoints.ModelRecord | None:
     """The shipped generator of a dataset, else this machine's latest one, else None."""
-    for folder in (checkpoints.WEIGHTS_DIR, checkpoints.runs_dir()):
-        found = sorted((r for r in checkpoints.read_manifest(folder) if r.arch == ARCH and r.dataset == dataset),
-                       key=lambda r: r.date)
-        if found:
-            return found[-1]
-    return None
+    return next(iter(list_generators(dataset)), None)
 
 
-def best_judge(dataset: str) -> nn.Module:
+def judge_record(dataset: str) -> checkpoints.ModelRecord:
     """The shipped classifier with the best test accuracy: it judges whether labels hold."""
     shipped = checkpoints.find_models(dataset, include_runs=False)
     if not shipped:
         raise ValueError(f"no shipped {dataset} classifier to judge the generator with")
-    return checkpoints.load_record(max(shipped, key=lambda r: r.test_accuracy))
+    return max(shipped, key=lambda r: r.test_accuracy)
+
+
+def best_judge(dataset: str) -> nn.Module:
+    return checkpoints.load_record(judge_record(dataset))

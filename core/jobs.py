@@ -2,7 +2,9 @@
 
 A JobManager keeps a queue and one worker thread: runs go one at a time, in the order they were
 asked for, and go on through page switches, reloads and closed tabs. The worker never touches the
-UI; it writes into a job record under a lock, and pages read immutable snapshots of it.
+UI; it writes into a job record under a lock, and pages read immutable snapshots of it. A job trains
+a classifier (a TrainConfig) or a conditional GAN (a GanConfig); both share the queue, since both
+want the whole machine.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from typing import Literal
 
 import torch
 
-from core import checkpoints, data, measure
+from core import checkpoints, data, gan, measure
+from core.models import get_card
 from core.training import Callback, EpochEvent, StepEvent, TrainConfig, Trainer, TrainingError, describe_device
 
 Status = Literal["queued", "running", "stopping", "done", "stopped", "failed"]
 FINISHED = ("done", "stopped", "failed")
+JobConfig = TrainConfig | gan.GanConfig
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,7 @@ class JobSnapshot:
     id: int
     name: str
     owner: str
-    config: TrainConfig
+    config: JobConfig
     status: Status
     position: int | None  # 1-based place in the queue while queued
     created: float
@@ -38,18 +42,29 @@ class JobSnapshot:
     finished: float | None
     device: str
     phase: str  # what the worker is doing, for the status line
-    steps: tuple[dict, ...]  # per logging interval: global_step, epoch, loss, accuracy, lr
-    epochs: tuple[dict, ...]  # per finished epoch: EpochEvent fields
+    # per logging interval: global_step, epoch and loss, accuracy, lr (classifier) or d_loss, g_loss (GAN)
+    steps: tuple[dict, ...]
+    epochs: tuple[dict, ...]  # per finished epoch: EpochEvent fields, or GanEpoch's with the grid
     progress: float  # 0..1 of all planned batches
     samples_per_s: float
     eta_s: float | None
-    last_step: dict | None  # the latest StepEvent's fields
+    last_step: dict | None  # the latest step event's fields (epoch, epochs, step, steps_per_epoch, ...)
     error: str | None
-    result: dict | None  # when finished: summary, confusion matrix, saved record
+    result: dict | None  # when finished: summary, and the confusion matrix or the scores, saved file
 
     @property
     def active(self) -> bool:
         return self.status not in FINISHED
+
+    @property
+    def is_gan(self) -> bool:
+        return isinstance(self.config, gan.GanConfig)
+
+    @property
+    def title(self) -> str:
+        """What is being trained on what, e.g. "LeNet-5 on MNIST"."""
+        trained = "Conditional GAN" if self.is_gan else get_card(self.config.arch).title
+        return f"{trained} on {data.get_spec(self.config.dataset).title}"
 
 
 @dataclass
@@ -57,7 +72,7 @@ class _Job:
     id: int
     name: str
     owner: str
-    config: TrainConfig
+    config: JobConfig
     created: float = field(default_factory=time.time)
     status: Status = "queued"
     started: float | None = None
@@ -139,8 +154,8 @@ class JobManager:
 
     # --- what pages call --------------------------------------------------------------------
 
-    def submit(self, config: TrainConfig, *, name: str, owner: str) -> int:
-        """Queue a run; returns its job id. Raises ValueError for a bad config or name."""
+    def submit(self, config: JobConfig, *, name: str, owner: str) -> int:
+        """Queue a run (a classifier or a GAN); returns its job id. Raises ValueError for a bad config or name."""
         config = replace(config, log_every=self.log_every)
         config.validate()
         checkpoints.safe_name(name)
@@ -230,12 +245,17 @@ class JobManager:
                 with self._lock:
                     job.result = outcome
                     job.status = "stopped" if outcome["status"] == "stopped" else "done"
-                    job.phase = "saved" if job.status == "done" else "stopped, best weights saved"
+                    job.phase = "saved" if job.status == "done" else (
+                        "stopped, the generator so far saved" if isinstance(job.config, gan.GanConfig)
+                        else "stopped, best weights saved")
             finally:
                 with self._lock:
                     job.finished = time.time()
 
     def _run(self, job: _Job) -> dict:
+        return self._run_gan(job) if isinstance(job.config, gan.GanConfig) else self._run_classifier(job)
+
+    def _run_classifier(self, job: _Job) -> dict:
         trainer = Trainer(job.config, device=self.device, data_root=self.data_root,
                           callback=_JobProgress(job, self._lock))
         with self._lock:
@@ -250,3 +270,31 @@ class JobManager:
         classes = len(data.get_spec(job.config.dataset).classes)
         confusion = measure.confusion_matrix(result.test.predictions, labels, classes)
         return {**summary, "confusion": confusion.tolist(), "file": str(record.path)}
+
+    def _run_gan(self, job: _Job) -> dict:
+        def on_step(event: gan.GanStep) -> None:
+            with self._lock:
+                job.phase = "training"
+                job.steps.append({"global_step": event.global_step, "epoch": event.epoch,
+                                  "d_loss": event.d_loss, "g_loss": event.g_loss})
+                job.last_step = asdict(event)
+                job.progress, job.samples_per_s, job.eta_s = event.progress, event.samples_per_s, event.eta_s
+
+        def on_epoch(event: gan.GanEpoch) -> None:
+            with self._lock:
+                job.epochs.append(asdict(event))
+
+        with self._lock:
+            job.device = describe_device(self.device)
+        result = gan.train_gan(job.config, device=self.device, data_root=self.data_root, on_step=on_step,
+                               on_epoch=on_epoch, stop=job.stop.is_set)
+        with self._lock:
+            job.phase = "scoring: label agreement, diversity, FID"
+        dataset = job.config.dataset
+        scores = gan.score(result.generator, gan.best_judge(dataset), dataset, per_class=200,
+                           data_root=self.data_root)
+        with self._lock:
+            job.phase = "saving"
+        record = gan.save_generator(result, folder=self._folder(), scores=scores, name=job.name)
+        return {**result.summary(), "status": "stopped" if result.stopped else "done",
+                "scores": scores.to_json(), "file": str(record.path)}

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from core import checkpoints
 from core.models import list_models
@@ -111,3 +112,5 @@ def test_bench_json_reports_both_pipelines():
     assert draw["models"] == len(checkpoints.find_models("mnist", include_runs=False))
     if draw["models"]:
         assert draw["median_ms"] > 0 and draw["repeats"] == 50
+    [cpu, *gpu] = report["cgan_epoch"]  # one whole epoch of the CGAN, timed on each device
+    assert "CPU" in cpu["device"] and cpu["seconds"] > 0 and len(gpu) == torch.cuda.is_available()

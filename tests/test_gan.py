@@ -44,14 +44,14 @@ def test_pixels_round_trip_through_the_unit_range(mnist_test):
 
 @pytest.fixture(scope="module")
 def short_run():
-    config = gan.GanConfig(epochs=4, limit=4000, batch_size=64)
-    epochs = []
-    result = gan.train_gan(config, on_epoch=epochs.append)
-    return result, epochs
+    config = gan.GanConfig(epochs=4, limit=4000, batch_size=64, log_every=25)
+    epochs, steps = [], []
+    result = gan.train_gan(config, on_epoch=epochs.append, on_step=steps.append)
+    return result, epochs, steps
 
 
 def test_a_short_training_already_honours_the_label(short_run, mnist_test):
-    result, epochs = short_run
+    result, epochs, _ = short_run
     assert [e.epoch for e in epochs] == [1, 2, 3, 4] and not result.stopped
     assert epochs[-1].grid.shape == (10 * 30 - 2, 10 * 30 - 2)  # 10x10 fixed-noise grid, 2-pixel gaps
     judge = shipped_lenet()
@@ -59,6 +59,64 @@ def test_a_short_training_already_honours_the_label(short_run, mnist_test):
     agreement, per_class = gan.label_agreement(judge, gan.sample(result.generator, labels), labels, "mnist")
     assert agreement > 30  # chance is 10 %
     assert len(per_class) == 10
+
+
+def test_steps_report_the_losses_every_few_batches_and_at_each_epoch_end(short_run):
+    _, epochs, steps = short_run
+    per_epoch = steps[0].steps_per_epoch
+    assert per_epoch == 63  # 4000 images in batches of 64
+    assert [s.step for s in steps if s.epoch == 1] == [25, 50, 63]
+    assert steps[-1].progress == 1 and steps[-1].eta_s == 0
+    assert all(s.d_loss > 0 and s.g_loss > 0 and s.samples_per_s > 0 for s in steps)
+    # the reports cover every batch once: their weighted mean is the epoch's mean loss
+    first = [s for s in steps if s.epoch == 1]
+    previous = [0] + [s.step for s in first[:-1]]
+    counts = [s.step - p for s, p in zip(first, previous, strict=True)]
+    mean = sum(s.d_loss * n for s, n in zip(first, counts, strict=True)) / per_epoch
+    assert mean == pytest.approx(epochs[0].d_loss, rel=1e-4)
+
+
+def test_the_latent_walks_keep_z_and_change_only_what_they_say(short_run):
+    generator = short_run[0].generator
+    sweep = gan.class_sweep(generator, [5, 6])
+    assert sweep.shape == (20, 28, 28)
+    assert torch.equal(sweep[13], gan.generate(generator, gan.noise([6]), [3])[0])  # row 2 (seed 6), class 3
+    walk = gan.interpolation(generator, 4, 1, 2, steps=7)
+    assert walk.shape == (7, 28, 28)
+    ends = gan.generate(generator, gan.noise([1, 2]), [4, 4])
+    assert torch.equal(walk[0], ends[0]) and torch.equal(walk[-1], ends[1])
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        gan.interpolation(generator, 4, 1, 2, steps=1)
+
+
+def test_slerp_runs_along_the_arc():
+    a, b = torch.randn(64), torch.randn(64)
+    b = b / b.norm() * a.norm()
+    path = gan.slerp(a, b, torch.linspace(0, 1, 5))
+    assert torch.allclose(path[0], a, atol=1e-5) and torch.allclose(path[-1], b, atol=1e-5)
+    assert torch.allclose(path.norm(dim=1), a.norm().expand(5), rtol=1e-4)  # a line would shrink in the middle
+    assert torch.allclose(gan.slerp(a, a, torch.tensor([0.5]))[0], a)
+
+
+def test_datasets_and_pictures_encode_as_documented(short_run):
+    import io
+
+    from PIL import Image
+
+    split = gan.synthetic_dataset(short_run[0].generator, 25, seed=3)
+    assert split.labels.tolist() == [i % 10 for i in range(25)]
+    rows = np.loadtxt(io.BytesIO(gan.encode_dataset(split, "csv")), delimiter=",", dtype=np.int64)
+    assert rows.shape == (25, 785) and np.array_equal(rows[:, 1:], split.images.flatten(1).numpy())
+    archive = np.load(io.BytesIO(gan.encode_dataset(split, "npz")))
+    assert np.array_equal(archive["images"], split.images.numpy())
+    saved = torch.load(io.BytesIO(gan.encode_dataset(split, "pt")))
+    assert torch.equal(saved["labels"], split.labels)
+    with pytest.raises(ValueError, match="csv, npz, pt"):
+        gan.encode_dataset(split, "xlsx")
+    grid = gan.make_grid(split.images.numpy(), columns=10)
+    picture = np.array(Image.open(io.BytesIO(gan.png_bytes(grid, scale=2))))
+    assert picture.shape == (2 * grid.shape[0], 2 * grid.shape[1])
+    assert np.array_equal(picture[::2, ::2], grid)
 
 
 def test_samples_are_reproducible_and_checked(short_run):
@@ -86,7 +144,7 @@ def test_the_scores_give_their_reference_values_on_real_digits(mnist_test, mnist
 
 
 def test_generators_round_trip_and_stay_out_of_the_classifiers(short_run, tmp_path, monkeypatch):
-    result, _ = short_run
+    result = short_run[0]
     monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path))
     scores = gan.Scores(50.0, [50.0] * 10, [1.0] * 10, 1.0, 0.1, None)
     record = gan.save_generator(result, folder=tmp_path, scores=scores, name="mine")
@@ -134,7 +192,7 @@ def test_the_command_line_trains_samples_exports_and_scores(tmp_path):
     archive = np.load(tmp_path / "fake.npz")
     assert archive["images"].shape == (20, 28, 28) and archive["labels"].shape == (20,)
     done = run_cli("export", "--n", "20", "--out", str(tmp_path / "fake.txt"), runs=tmp_path)
-    assert done.returncode == 2 and "must end in .csv or .npz" in done.stderr
+    assert done.returncode == 2 and "must end in .csv, .npz or .pt" in done.stderr
 
     done = run_cli("score", "--per-class", "50", "--cas", "0", "--json", runs=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from core import checkpoints
+from core import checkpoints, gan
 from core.jobs import JobManager
 from core.training import TrainConfig
 
@@ -122,3 +122,32 @@ def test_snapshots_are_consistent_while_the_worker_writes(manager):
     reader.join()
     assert final.status == "done" and not problems
     assert len(seen) > 10 and seen[-1] == 3 * 54  # ceil(1350 / 25) batches per epoch, each logged
+
+
+def test_a_gan_job_shares_the_queue_shows_its_grids_and_saves_a_scored_generator(manager, tmp_path):
+    classifier = manager.submit(TINY, name="first", owner="ann")
+    job = manager.submit(gan.GanConfig(epochs=2, limit=640, batch_size=64), name="painter", owner="bob")
+    assert manager.snapshot(job).is_gan and manager.snapshot(job).title == "Conditional GAN on MNIST"
+    assert manager.snapshot(classifier).title == "LeNet-5 on MNIST"
+    done = manager.wait(job, timeout=300)
+    assert done.status == "done", done.error
+    assert manager.snapshot(classifier).finished <= done.started  # one at a time, in order
+    assert [e["epoch"] for e in done.epochs] == [1, 2]
+    assert done.epochs[0]["grid"].shape == (298, 298)  # the fixed-noise 10x10 grid of every epoch
+    assert len(done.steps) == 20 and {"d_loss", "g_loss"} <= set(done.steps[0])  # 10 batches an epoch
+    assert done.progress == 1 and done.last_step["steps_per_epoch"] == 10
+    assert len(done.result["scores"]["agreement_per_class"]) == 10
+    [record] = [r for r in checkpoints.read_manifest(tmp_path) if r.arch == gan.ARCH]
+    assert record.name == "painter" and record.scores == done.result["scores"]
+    assert gan.load_generator(record.path).num_classes == 10
+
+
+def test_a_gan_job_stops_within_one_batch_and_keeps_its_generator(manager, tmp_path):
+    job = manager.submit(gan.GanConfig(epochs=50, limit=6400, batch_size=64), name="long gan", owner="ann")
+    wait_for(lambda: len(manager.snapshot(job).steps) >= 2)
+    assert manager.stop(job, owner="ann")
+    steps_when_asked = manager.snapshot(job).steps[-1]["global_step"]
+    done = manager.wait(job, timeout=120)
+    assert done.status == "stopped" and done.phase == "stopped, the generator so far saved"
+    assert done.steps[-1]["global_step"] <= steps_when_asked + 1  # the batch in flight, no more
+    assert (tmp_path / "mnist" / "long-gan.safetensors").exists()
