@@ -20,6 +20,8 @@ TEXT = {
                "architecture layer by layer.",
     "inside": "Look inside a network: feature maps stage by stage, first-layer filters, saliency, Grad-CAM and "
               "ZFNet's occlusion experiment, for any model, or two side by side.",
+    "generate": "A conditional GAN draws digits of the class you choose: train it live, browse a gallery, walk "
+                "its latent space, see the scores that prove the labels hold, and download a synthetic dataset.",
     "device": "Running on",
     "models": "Trained models",
     "models_help": "Shipped with the lab, plus the runs trained on this server.",
@@ -30,14 +32,9 @@ st.title(TEXT["title"])
 st.write(TEXT["intro"])
 
 st.subheader(TEXT["pages"])
-st.page_link("pages/1_Train.py", label="Train", icon=":material/model_training:")
-st.caption(TEXT["train"])
-st.page_link("pages/2_Draw.py", label="Draw", icon=":material/draw:")
-st.caption(TEXT["draw"])
-st.page_link("pages/3_Compare.py", label="Compare", icon=":material/leaderboard:")
-st.caption(TEXT["compare"])
-st.page_link("pages/4_Inside.py", label="Inside", icon=":material/visibility:")
-st.caption(TEXT["inside"])
+for script, label, icon in ui.PAGES[1:]:
+    st.page_link(script, label=label, icon=icon)
+    st.caption(TEXT[label.lower()])
 
 st.divider()
 columns = st.columns(1 + len(data.DATASETS))

@@ -11,7 +11,7 @@ import uuid
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import checkpoints, data
+from core import checkpoints, data, gan
 from core.jobs import JobManager, JobSnapshot
 from core.measure import architecture_size
 from core.models import get_card
@@ -26,6 +26,7 @@ PAGES = [
     ("pages/2_Draw.py", "Draw", ":material/draw:"),
     ("pages/3_Compare.py", "Compare", ":material/leaderboard:"),
     ("pages/4_Inside.py", "Inside", ":material/visibility:"),
+    ("pages/5_Generate.py", "Generate", ":material/auto_awesome:"),
 ]
 
 
@@ -44,6 +45,12 @@ def ensemble(dataset: str) -> Ensemble:
     """Every trained model of a dataset, loaded once and shared; reloaded when a run is saved."""
     signature = tuple((r.file, r.date) for r in checkpoints.find_models(dataset))
     return _ensemble(dataset, signature)
+
+
+@st.cache_resource(max_entries=8)
+def generator(path: str, date: str) -> gan.Generator:
+    """A generator loaded once per saved version (``date``) and shared by every session."""
+    return gan.load_generator(path)
 
 
 @st.cache_data
@@ -79,6 +86,42 @@ def sidebar() -> str:
             running = sum(j.status in ("running", "stopping") for j in jobs)
             st.caption(f":material/model_training: training: {running} running, {len(jobs) - running} queued")
     return dataset
+
+
+JOB_TEXT = {
+    "queued": "Waiting: position {position} in the queue.",
+    "progress": "epoch {epoch}/{epochs} · step {step}/{steps} · {speed:,.0f} img/s · ETA {eta}",
+    "stop": "Stop", "failed": "This run failed: {error}",
+}
+STATUS_ICON = {"queued": ":material/hourglass_top:", "running": ":material/play_circle:",
+               "stopping": ":material/stop_circle:", "done": ":material/check_circle:",
+               "stopped": ":material/stop_circle:", "failed": ":material/error:"}
+
+
+def job_status(job: JobSnapshot, *, owner: str) -> JobSnapshot:
+    """A run's title and status line, its stop button (for the session that started it), its place
+    in the queue, its progress bar and its failure; returns the snapshot as it is after a stop."""
+    st.subheader(f"{STATUS_ICON[job.status]} {job.name} — {job.title}")
+    st.caption(f"{job.status} · {job.phase}" + (f" · {job.device}" if job.device else ""))
+    if job.owner == owner and job.active and st.button(JOB_TEXT["stop"], key=f"stop-{job.id}",
+                                                       icon=":material/stop:"):
+        job_manager().stop(job.id, owner=owner)
+        job = job_manager().snapshot(job.id)
+    if job.status == "queued":
+        st.info(JOB_TEXT["queued"].format(position=job.position))
+    if job.last_step and job.active:
+        step = job.last_step
+        st.progress(job.progress, text=JOB_TEXT["progress"].format(
+            epoch=step["epoch"], epochs=step["epochs"], step=step["step"], steps=step["steps_per_epoch"],
+            speed=job.samples_per_s, eta=clock(job.eta_s)))
+    if job.status == "failed":
+        st.error(JOB_TEXT["failed"].format(error=job.error))
+    return job
+
+
+def clock(seconds: float | None) -> str:
+    seconds = int(seconds or 0)
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def architecture_card(arch: str) -> None:
@@ -117,4 +160,28 @@ def confusion_chart(confusion: list[list[int]], classes: tuple[str, ...]) -> go.
     figure.update_layout(title="Confusion matrix (test set)", xaxis_title="predicted", yaxis_title="true",
                          xaxis_type="category", yaxis_type="category", yaxis_autorange="reversed",
                          height=420, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+def gan_loss_chart(job: JobSnapshot) -> go.Figure:
+    """D's and G's losses per logging interval; the game is healthy while neither runs away."""
+    steps = [p["global_step"] for p in job.steps]
+    figure = go.Figure()
+    figure.add_scatter(x=steps, y=[p["d_loss"] for p in job.steps], name="D (real vs generated)", mode="lines")
+    figure.add_scatter(x=steps, y=[p["g_loss"] for p in job.steps], name="G (fool D)", mode="lines")
+    figure.update_layout(title="Losses", xaxis_title="step", height=330, margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", y=-0.25))
+    return figure
+
+
+def gan_scores_chart(scores: dict, classes: tuple[str, ...]) -> go.Figure:
+    """Per class: label agreement and diversity against real digits, with the lines they must clear."""
+    figure = go.Figure()
+    figure.add_bar(x=list(classes), y=scores["agreement_per_class"], name="label agreement (%)")
+    figure.add_bar(x=list(classes), y=[100 * r for r in scores["diversity_ratio"]], name="diversity (% of real)")
+    figure.add_hline(y=97, line_dash="dot", annotation_text="agreement target 97 %", annotation_position="top left")
+    figure.add_hline(y=80, line_dash="dot", annotation_text="diversity target 80 %",
+                     annotation_position="bottom left")
+    figure.update_layout(title="Scores per class", barmode="group", xaxis_type="category", height=380,
+                         yaxis_title="%", margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
     return figure

@@ -307,6 +307,8 @@ def cmd_cgan_train(args: argparse.Namespace) -> int:
               f"{epoch.seconds:.1f} s", file=out, flush=True)
 
     result = gan.train_gan(config, device=args.device, data_root=args.data, on_epoch=on_epoch, on_step=on_step)
+    if args.ship:  # the shipped file holds float16: score exactly what it holds, as for the classifiers
+        result.generator.half().float()
     # A shipped generator is scored in full (the page shows these figures); a run gets the quick scores.
     print("scoring: label agreement, diversity, FID" + (", classification score" if args.ship else "") + " ...",
           file=sys.stderr, flush=True)

@@ -17,7 +17,7 @@ import io
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core import checkpoints, data
-from core.training import TrainingError, describe_device, resolve_device
+from core.training import Position, TrainingError, describe_device, resolve_device
 
 LATENT = 64  # length of the noise vector z
 ARCH = "cgan-generator"  # how generators are named in the manifests and file metadata
@@ -125,23 +125,11 @@ class GanConfig:
 
 
 @dataclass
-class GanStep:
-    epoch: int
-    epochs: int
-    step: int  # within the epoch, 1-based
-    steps_per_epoch: int
+class GanStep(Position):
     d_loss: float  # mean since the previous report
     g_loss: float
     samples_per_s: float
     eta_s: float  # until the last epoch ends, at the current speed
-
-    @property
-    def global_step(self) -> int:
-        return (self.epoch - 1) * self.steps_per_epoch + self.step
-
-    @property
-    def progress(self) -> float:
-        return self.global_step / (self.epochs * self.steps_per_epoch)
 
 
 @dataclass
@@ -474,13 +462,18 @@ def score(
 def classification_accuracy_score(
     generator: Generator, dataset: str, *, images: int = 60_000, seed: int = 0, data_root: str | None = None
 ) -> float:
-    """Train a LeNet on generated digits only (labels uniform) and test it on the real test set."""
-    from core.training import TrainConfig, Trainer
+    """Train a LeNet on generated digits only (labels uniform) and test it on the real test set.
+
+    The LeNet trains with its own recipe, as on real digits, so that the score measures the
+    generated digits and not a half-trained classifier.
+    """
+    from core.recipes import recipe
+    from core.training import Trainer
 
     classes = len(data.get_spec(dataset).classes)
     labels = torch.arange(images) % classes
     generated = data.Split(sample(generator, labels, seed=seed + 1), labels)
-    config = TrainConfig(arch="lenet5-relu", dataset=dataset, epochs=5, lr=5e-3, val_split=0.0, seed=seed)
+    config = replace(recipe("lenet5-relu", dataset), val_split=0.0, seed=seed)
     trainer = Trainer(config, data_root=data_root, train_data=generated)
     return trainer.fit().test_accuracy
 

@@ -78,16 +78,13 @@ class TrainingError(RuntimeError):
 
 
 @dataclass
-class StepEvent:
+class Position:
+    """Where a run is; the start of every step event, the classifiers' and the GAN's."""
+
     epoch: int
     epochs: int
     step: int  # within the epoch, 1-based
     steps_per_epoch: int
-    loss: float  # mean training loss since the previous event
-    accuracy: float  # percent, since the previous event
-    lr: float
-    samples_per_s: float
-    eta_s: float  # until the last epoch ends, at the current speed
 
     @property
     def global_step(self) -> int:
@@ -96,6 +93,15 @@ class StepEvent:
     @property
     def progress(self) -> float:
         return self.global_step / (self.epochs * self.steps_per_epoch)
+
+
+@dataclass
+class StepEvent(Position):
+    loss: float  # mean training loss since the previous event
+    accuracy: float  # percent, since the previous event
+    lr: float
+    samples_per_s: float
+    eta_s: float  # until the last epoch ends, at the current speed
 
 
 @dataclass

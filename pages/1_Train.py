@@ -22,17 +22,11 @@ TEXT = {
     "name": "Run name", "start": "Start training",
     "started": "Queued as “{name}”.",
     "live": "Runs", "show": "Show run", "nothing": "No runs yet on this server: start one above.",
-    "queued": "Waiting: position {position} in the queue.",
-    "progress": "epoch {epoch}/{epochs} · step {step}/{steps} · {speed:,.0f} img/s · ETA {eta}",
-    "stop": "Stop", "stopped": "Stopped; the best weights so far were saved as “{name}”.",
+    "stopped": "Stopped; the best weights so far were saved as “{name}”.",
     "done": "Finished; saved as “{name}”, now listed on the other pages.",
-    "failed": "This run failed: {error}",
     "test_accuracy": "Test accuracy", "best_epoch": "Best epoch", "seconds": "Training time",
     "queue": "Queue (everyone's runs)", "you": "you", "someone": "another session",
 }
-STATUS_ICON = {"queued": ":material/hourglass_top:", "running": ":material/play_circle:",
-               "stopping": ":material/stop_circle:", "done": ":material/check_circle:",
-               "stopped": ":material/stop_circle:", "failed": ":material/error:"}
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 5e-2, 0.1, 0.3, 1.0]
 WEIGHT_DECAYS = [0.0, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.05, 0.1]
 IMAGE_LIMITS = {500: "500", 2000: "2,000", 10_000: "10,000", None: "all 60,000"}
@@ -88,50 +82,28 @@ with settings, st.form("settings"):
             st.error(str(error))
 
 
-def clock(seconds: float | None) -> str:
-    seconds = int(seconds or 0)
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
 def show(job: JobSnapshot) -> None:
-    title = f"{STATUS_ICON[job.status]} {job.name} — {get_card(job.config.arch).title} on " \
-            f"{data.get_spec(job.config.dataset).title}"
-    st.subheader(title)
-    st.caption(f"{job.status} · {job.phase}" + (f" · {job.device}" if job.device else ""))
-    if job.owner == owner and job.active and st.button(TEXT["stop"], key=f"stop-{job.id}",
-                                                       icon=":material/stop:"):
-        manager.stop(job.id, owner=owner)
-        job = manager.snapshot(job.id)
-    if job.status == "queued":
-        st.info(TEXT["queued"].format(position=job.position))
-    if job.last_step and job.active:
-        step = job.last_step
-        st.progress(job.progress, text=TEXT["progress"].format(
-            epoch=step["epoch"], epochs=step["epochs"], step=step["step"], steps=step["steps_per_epoch"],
-            speed=job.samples_per_s, eta=clock(job.eta_s)))
+    job = ui.job_status(job, owner=owner)
     if job.steps:
         loss, accuracy = ui.loss_and_accuracy_charts(job)
         left, right = st.columns(2)
         left.plotly_chart(loss, width="stretch")
         right.plotly_chart(accuracy, width="stretch")
-    if job.status == "failed":
-        st.error(TEXT["failed"].format(error=job.error))
     if job.result:
         st.success(TEXT["done" if job.status == "done" else "stopped"].format(name=job.name))
         a, b, c = st.columns(3)
         a.metric(TEXT["test_accuracy"], f"{job.result['test_accuracy']:.2f} %")
         b.metric(TEXT["best_epoch"], job.result["best_epoch"] or "–")  # 0: stopped within the first epoch
-        c.metric(TEXT["seconds"], clock(job.result["seconds"]))
+        c.metric(TEXT["seconds"], ui.clock(job.result["seconds"]))
         classes = data.get_spec(job.config.dataset).classes
         st.plotly_chart(ui.confusion_chart(job.result["confusion"], classes), width="stretch")
 
 
 def queue_table(jobs: list[JobSnapshot]) -> None:
     st.dataframe(
-        [{"run": j.name, "architecture": get_card(j.config.arch).title,
-          "dataset": data.get_spec(j.config.dataset).title,
+        [{"run": j.name, "training": j.title,
           "status": f"queued, #{j.position}" if j.position else j.status, "progress": round(100 * j.progress),
-          "test accuracy": j.result["test_accuracy"] if j.result else None,
+          "test accuracy": j.result.get("test_accuracy") if j.result else None,
           "started by": TEXT["you"] if j.owner == owner else TEXT["someone"]} for j in reversed(jobs)],
         hide_index=True, width="stretch",
         column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%d%%")},
@@ -143,21 +115,23 @@ polling = manager.busy()
 
 @st.fragment(run_every=1.0 if polling else None)
 def live() -> None:
-    jobs = manager.snapshots()
+    everyone = manager.snapshots()
+    jobs = [j for j in everyone if not j.is_gan]  # the Generate page shows the GAN's runs
     st.header(TEXT["live"])
-    if not jobs:
+    if jobs:
+        ids = [j.id for j in jobs]
+        mine = [j.id for j in jobs if j.owner == owner]
+        preferred = st.session_state.get("shown_job") or (mine or [j.id for j in jobs if j.active] or ids)[-1]
+        by_id = {j.id: j for j in jobs}
+        shown = st.selectbox(TEXT["show"], list(reversed(ids)), index=list(reversed(ids)).index(preferred),
+                             format_func=lambda i: f"{by_id[i].name} ({by_id[i].status})")
+        st.session_state["shown_job"] = shown
+        show(by_id[shown])
+    else:
         st.info(TEXT["nothing"])
-        return
-    ids = [j.id for j in jobs]
-    mine = [j.id for j in jobs if j.owner == owner]
-    preferred = st.session_state.get("shown_job") or (mine or [j.id for j in jobs if j.active] or ids)[-1]
-    by_id = {j.id: j for j in jobs}
-    shown = st.selectbox(TEXT["show"], list(reversed(ids)), index=list(reversed(ids)).index(preferred),
-                         format_func=lambda i: f"{by_id[i].name} ({by_id[i].status})")
-    st.session_state["shown_job"] = shown
-    show(by_id[shown])
-    st.subheader(TEXT["queue"])
-    queue_table(jobs)
+    if everyone:
+        st.subheader(TEXT["queue"])
+        queue_table(everyone)
     if polling and not manager.busy():
         st.rerun()  # everything finished: one full run to stop polling
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from core import checkpoints, gan
+from core import checkpoints, data, gan
 from core.models import get_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,6 +119,12 @@ def test_datasets_and_pictures_encode_as_documented(short_run):
     assert np.array_equal(picture[::2, ::2], grid)
 
 
+def test_the_classification_score_trains_on_generated_digits_and_reads_real_ones(short_run):
+    # 4 epochs on 4,000 digits: labels already hold for about a third of the samples, so a LeNet that
+    # learns from them alone reads real digits well above chance (10 %)
+    assert gan.classification_accuracy_score(short_run[0].generator, "mnist", images=3000) > 20
+
+
 def test_samples_are_reproducible_and_checked(short_run):
     generator = short_run[0].generator
     assert torch.equal(gan.sample(generator, [7, 7, 2], seed=3), gan.sample(generator, [7, 7, 2], seed=3))
@@ -150,7 +156,9 @@ def test_generators_round_trip_and_stay_out_of_the_classifiers(short_run, tmp_pa
     record = gan.save_generator(result, folder=tmp_path, scores=scores, name="mine")
     loaded = gan.load_generator(record.path)
     assert torch.equal(gan.sample(loaded, [1, 2, 3]), gan.sample(result.generator, [1, 2, 3]))
-    assert gan.find_generator("mnist") == record
+    found = gan.list_generators("mnist")
+    assert found[-1] == record and all(r.shipped for r in found[:-1])  # a shipped one comes first
+    assert gan.find_generator("mnist") == found[0]
     assert all(r.arch != gan.ARCH for r in checkpoints.find_models("mnist"))
     torch.manual_seed(0)
     lenet = checkpoints.save(get_model("lenet5"), name="lenet", arch="lenet5", dataset="mnist", folder=tmp_path,
@@ -212,3 +220,30 @@ def test_bad_settings_are_named():
         gan.GanConfig(dataset="cifar").validate()
     with pytest.raises(ValueError, match="limit must be at least 10"):
         gan.GanConfig(limit=3).validate()
+
+
+# --- the shipped generators ------------------------------------------------------------------
+
+SHIPPED = [r for r in checkpoints.read_manifest(checkpoints.WEIGHTS_DIR) if r.arch == gan.ARCH]
+
+
+def test_a_generator_is_shipped_for_every_dataset():
+    assert sorted(r.dataset for r in SHIPPED) == sorted(data.DATASETS)
+
+
+@pytest.mark.parametrize("record", SHIPPED, ids=lambda r: r.dataset)
+def test_the_manifest_agreement_is_that_of_the_file(record):
+    generator = gan.load_generator(record.path)
+    labels = torch.arange(10).repeat_interleave(1000)  # as `cgan train --ship` scores it
+    agreement, per_class = gan.label_agreement(gan.best_judge(record.dataset), gan.sample(generator, labels),
+                                               labels, record.dataset)
+    assert agreement == pytest.approx(record.scores["agreement"], abs=0.01)
+    assert per_class == pytest.approx(record.scores["agreement_per_class"], abs=0.01)
+
+
+def test_the_shipped_mnist_generator_holds_its_labels_without_collapse():
+    [record] = [r for r in SHIPPED if r.dataset == "mnist"]
+    scores = record.scores
+    assert scores["agreement"] >= 99 and min(scores["agreement_per_class"]) >= 97
+    assert min(scores["diversity_ratio"]) >= 0.8  # no class collapsed onto a few pictures
+    assert scores["cas"] >= 97  # a LeNet trained on its digits alone reads real ones

@@ -1,0 +1,214 @@
+"""Generate: a conditional GAN draws digits of a chosen class; train it live, browse, walk its latent space."""
+
+import streamlit as st
+
+import ui
+from core import checkpoints, data, gan
+from core.jobs import JobSnapshot
+from core.models import get_card
+
+TEXT = {
+    "title": "Generate",
+    "intro": "A conditional GAN (Mirza & Osindero, 2014) learns to draw a digit of the class you ask for: the "
+             "generator G gets noise z and a label, the discriminator D gets an image and a label and tells real "
+             "from generated. z decides the style, the label decides the class.",
+    "generator": "Generator",
+    "shipped": "shipped · {epochs} · label agreement {agreement:.1f} %",
+    "run": "{name} · {epochs} · label agreement {agreement:.1f} %",
+    "none": "No generator for {dataset} yet: train one in the Train tab below.",
+    "broken": "This generator cannot be loaded: {error}",
+    "tabs": ["Gallery", "Latent walks", "Scores", "Train", "Export"],
+    "class": "Class", "all": "all classes", "count": "How many", "seed": "Seed",
+    "gallery_caption": "{count} generated {things} of {what}, seed {seed}.",
+    "columns": " Each column is one class.",
+    "download_png": "Download the grid (PNG)",
+    "sweep": "Style against class",
+    "sweep_help": "Each row is one z drawn as every class: the style (slant, thickness, width) stays along a row, "
+                  "the class changes along it.",
+    "rows": "Rows (one z each)", "first_seed": "First seed",
+    "walk": "From one z to another",
+    "walk_help": "One class, and z moved along the arc between two seeds: a smooth change means G has learnt a "
+                 "continuous space of styles, not a list of memorised digits.",
+    "seed_a": "From seed", "seed_b": "To seed", "steps": "Steps",
+    "scores_help": "Measured when the generator was saved, with the shipped {judge} as the judge (it reads "
+                   "{judge_accuracy:.2f} % of real test images right). Label agreement: the share "
+                   "of generated digits the best shipped classifier puts in the class asked for (target: 99 % "
+                   "overall, 97 % for every class). Diversity: mean distance between digits of one class, against "
+                   "real digits of that class (target: at least 80 %; a collapsed class scores near 0).",
+    "agreement": "Label agreement", "fid": "FID (judge's features)", "fid_help": "real training {things}: {ref:.3f}",
+    "cas": "Classification score", "cas_help": "a LeNet trained on generated digits only, on the real test set",
+    "cas_none": "not measured for this run (`python -m core cgan score`)",
+    "train_intro": "Training runs on the server like the classifiers: it goes on when you leave, and shares the "
+                   "queue with them. Every epoch draws the same 100 z's (rows) as every class (columns).",
+    "epochs": "Epochs", "batch": "Batch size", "images": "Training images", "name": "Run name",
+    "start": "Start training", "started": "Queued as “{name}”.",
+    "show": "Show run", "nothing": "No GAN runs on this server yet.",
+    "done": "Finished; saved as “{name}”, now in the generator list at the top.",
+    "stopped": "Stopped; the generator as it was is saved as “{name}”.",
+    "scrub": "Epoch", "grid_caption": "Fixed noise after epoch {epoch}: each row one z, each column one class.",
+    "export_intro": "A synthetic dataset: the classes in turn, so each has its share. CSV is the original "
+                    "repository's fake_mnist.csv format (no header; the label, then 784 pixel values per row).",
+    "export_count": "Digits", "format": "Format", "download": "Download {count:,} digits ({fmt})",
+}
+IMAGE_LIMITS = {2000: "2,000", 10_000: "10,000", None: "all 60,000"}
+MIME = {"csv": "text/csv", "npz": "application/octet-stream", "pt": "application/octet-stream"}
+
+dataset = ui.page_setup(TEXT["title"])
+classes = data.get_spec(dataset).classes
+things = "digits" if dataset == "mnist" else "images"
+manager = ui.job_manager()
+owner = ui.session_id()
+
+st.title(TEXT["title"])
+st.write(TEXT["intro"])
+
+
+def describe(record) -> str:
+    agreement = (record.scores or {}).get("agreement", record.test_accuracy)
+    text = TEXT["shipped"] if record.shipped else TEXT["run"]
+    epochs = f"{record.epochs} epoch" + ("s" if record.epochs != 1 else "")
+    return text.format(name=record.name, epochs=epochs, agreement=agreement)
+
+
+def picture(pixels, caption: str | None = None) -> bytes:
+    png = gan.png_bytes(pixels, scale=2)
+    st.image(png, caption=caption, output_format="PNG")
+    return png
+
+
+records = gan.list_generators(dataset)
+record, generator = None, None
+if records:
+    record = st.selectbox(TEXT["generator"], records, format_func=describe)
+    try:
+        generator = ui.generator(str(record.path), record.date)
+    except (checkpoints.CheckpointError, OSError) as error:
+        st.error(TEXT["broken"].format(error=error))
+else:
+    st.info(TEXT["none"].format(dataset=data.get_spec(dataset).title))
+
+gallery, walks, scores, train, export = st.tabs(TEXT["tabs"])
+
+with gallery:
+    if generator:
+        left, middle, right = st.columns(3)
+        chosen = left.selectbox(TEXT["class"], [None, *range(len(classes))],
+                                format_func=lambda c: TEXT["all"] if c is None else classes[c])
+        count = middle.select_slider(TEXT["count"], [10, 20, 50, 100, 200], value=50)
+        seed = right.number_input(TEXT["seed"], 0, 2**31 - 1, 0, key="gallery-seed")
+        labels = [i % len(classes) for i in range(count)] if chosen is None else [chosen] * count
+        digits = gan.sample(generator, labels, seed=int(seed)).numpy()
+        what = TEXT["all"] if chosen is None else f"“{classes[chosen]}”"
+        caption = TEXT["gallery_caption"].format(count=count, things=things, what=what, seed=seed)
+        png = picture(gan.make_grid(digits, columns=10), caption + (TEXT["columns"] if chosen is None else ""))
+        st.download_button(TEXT["download_png"], png, file_name=f"cgan-{dataset}-seed{seed}.png",
+                           mime="image/png", icon=":material/download:", on_click="ignore")
+
+with walks:
+    if generator:
+        st.subheader(TEXT["sweep"])
+        st.caption(TEXT["sweep_help"])
+        left, right = st.columns(2)
+        rows = left.slider(TEXT["rows"], 1, 10, 5)
+        first = right.number_input(TEXT["first_seed"], 0, 2**31 - 1, 0, key="sweep-seed")
+        sweep = gan.class_sweep(generator, range(int(first), int(first) + rows)).numpy()
+        picture(gan.make_grid(sweep, columns=len(classes)), " · ".join(classes))
+
+        st.subheader(TEXT["walk"])
+        st.caption(TEXT["walk_help"])
+        a, b, c, d = st.columns(4)
+        label = a.selectbox(TEXT["class"], range(len(classes)), format_func=lambda i: classes[i], key="walk-class")
+        seed_a = b.number_input(TEXT["seed_a"], 0, 2**31 - 1, 1)
+        seed_b = c.number_input(TEXT["seed_b"], 0, 2**31 - 1, 2)
+        steps = d.slider(TEXT["steps"], 3, 20, 10)
+        walk = gan.interpolation(generator, label, int(seed_a), int(seed_b), steps=steps).numpy()
+        picture(gan.make_grid(walk, columns=steps))
+
+with scores:
+    if record and record.scores:
+        measured = record.scores
+        judge = gan.judge_record(dataset)
+        st.caption(TEXT["scores_help"].format(judge=get_card(judge.arch).title, judge_accuracy=judge.test_accuracy))
+        a, b, c = st.columns(3)
+        a.metric(TEXT["agreement"], f"{measured['agreement']:.2f} %")
+        b.metric(TEXT["fid"], f"{measured['fid']:.3f}")
+        b.caption(TEXT["fid_help"].format(things=things, ref=measured["fid_reference"]))
+        if measured.get("cas") is not None:
+            c.metric(TEXT["cas"], f"{measured['cas']:.2f} %")
+            c.caption(TEXT["cas_help"])
+        else:
+            c.metric(TEXT["cas"], "–")
+            c.caption(TEXT["cas_none"])
+        st.plotly_chart(ui.gan_scores_chart(measured, classes), width="stretch")
+
+with train:
+    st.caption(TEXT["train_intro"])
+    with st.form("gan-settings"):
+        a, b, c, d = st.columns(4)
+        epochs = a.slider(TEXT["epochs"], 1, 50, 20)
+        batch_size = b.select_slider(TEXT["batch"], [32, 64, 128, 256], value=128)
+        limit = c.select_slider(TEXT["images"], list(IMAGE_LIMITS), value=None, format_func=IMAGE_LIMITS.get)
+        seed = d.number_input(TEXT["seed"], 0, 2**31 - 1, 0, key="train-seed")
+        name = st.text_input(TEXT["name"], f"cgan-{owner[:4]}", max_chars=60)
+        if st.form_submit_button(TEXT["start"], type="primary", icon=":material/play_arrow:"):
+            config = gan.GanConfig(dataset=dataset, epochs=epochs, batch_size=batch_size, seed=int(seed), limit=limit)
+            try:
+                st.session_state["shown_gan_job"] = manager.submit(config, name=name, owner=owner)
+                st.toast(TEXT["started"].format(name=manager.snapshot(st.session_state["shown_gan_job"]).name))
+            except ValueError as error:
+                st.error(str(error))
+
+
+def show(job: JobSnapshot) -> None:
+    job = ui.job_status(job, owner=owner)
+    if job.result:
+        st.success(TEXT["done" if job.status == "done" else "stopped"].format(name=job.name))
+    left, right = st.columns(2)
+    if job.steps:
+        left.plotly_chart(ui.gan_loss_chart(job), width="stretch")
+    if job.epochs:
+        with right:
+            shown = len(job.epochs)
+            if shown > 1:
+                shown = st.slider(TEXT["scrub"], 1, len(job.epochs), len(job.epochs), key=f"scrub-{job.id}")
+            picture(job.epochs[shown - 1]["grid"], TEXT["grid_caption"].format(epoch=shown))
+    if job.result:
+        st.plotly_chart(ui.gan_scores_chart(job.result["scores"], classes), width="stretch")
+
+
+polling = manager.busy()
+
+
+@st.fragment(run_every=1.0 if polling else None)
+def live() -> None:
+    jobs = [j for j in manager.snapshots() if j.is_gan]
+    if not jobs:
+        st.info(TEXT["nothing"])
+        return
+    ids = list(reversed([j.id for j in jobs]))
+    by_id = {j.id: j for j in jobs}
+    preferred = st.session_state.get("shown_gan_job")
+    shown = st.selectbox(TEXT["show"], ids, index=ids.index(preferred) if preferred in ids else 0,
+                         format_func=lambda i: f"{by_id[i].name} ({by_id[i].status})")
+    st.session_state["shown_gan_job"] = shown
+    show(by_id[shown])
+    if polling and not manager.busy():
+        st.rerun()  # everything finished: one full run to stop polling, and the new generator is listed
+
+
+with train:
+    live()
+
+with export:
+    if generator:
+        st.caption(TEXT["export_intro"])
+        left, middle, right = st.columns(3)
+        count = left.number_input(TEXT["export_count"], 10, 60_000, 6000, step=1000)
+        fmt = middle.radio(TEXT["format"], gan.EXPORT_FORMATS, horizontal=True, format_func=str.upper)
+        seed = right.number_input(TEXT["seed"], 0, 2**31 - 1, 0, key="export-seed")
+        st.download_button(
+            TEXT["download"].format(count=int(count), fmt=fmt.upper()),
+            # made when clicked: 60,000 digits as CSV take seconds, and most visits never download
+            lambda: gan.encode_dataset(gan.synthetic_dataset(generator, int(count), seed=int(seed)), fmt),
+            file_name=f"fake_{dataset}.{fmt}", mime=MIME[fmt], icon=":material/download:", on_click="ignore",
+        )
