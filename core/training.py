@@ -114,7 +114,7 @@ class EpochEvent:
     val_accuracy: float | None
     lr: float
     seconds: float  # training time of this epoch
-    improved: bool  # best validation loss so far: these weights are kept
+    improved: bool  # best validation accuracy so far (ties: lower loss): these weights are kept
 
 
 class Callback:
@@ -142,7 +142,7 @@ Status = Literal["completed", "early-stopped", "stopped"]
 
 @dataclass
 class TrainResult:
-    model: nn.Module  # holding the best weights (lowest validation loss)
+    model: nn.Module  # holding the best weights (highest validation accuracy, then lowest loss)
     config: TrainConfig
     status: Status
     history: list[EpochEvent]
@@ -318,7 +318,11 @@ class Trainer:
         self.mirror = data.get_spec(config.dataset).mirror
 
         self.history: list[EpochEvent] = []
-        self.best_loss = math.inf
+        # What "best" means: the highest validation accuracy, then the lower validation loss. Loss
+        # alone misleads under label smoothing: the plain cross-entropy of a smoothed model bottoms
+        # out early while its accuracy still climbs (LeNet-5-ReLU: lowest loss at epoch 7 of 15,
+        # 98.9 % on the test set, against 99.2 % for the last epoch).
+        self.best_score = (math.inf, math.inf)
         self.best_epoch = 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.train_seconds = 0.0
@@ -373,7 +377,7 @@ class Trainer:
             "config": asdict(self.config),
             "history": [asdict(e) for e in self.history],
             "param_groups": optimizer["param_groups"],
-            "best_loss": self.best_loss,
+            "best_score": list(self.best_score),
             "best_epoch": self.best_epoch,
             "train_seconds": self.train_seconds,
             "train_samples": self.train_samples,
@@ -398,7 +402,7 @@ class Trainer:
         self.generator.set_state(tensors["rng.generator"])
         torch.set_rng_state(tensors["rng.torch"])
         self.history = [EpochEvent(**e) for e in extras["history"]]
-        self.best_loss, self.best_epoch = extras["best_loss"], extras["best_epoch"]
+        self.best_score, self.best_epoch = tuple(extras["best_score"]), extras["best_epoch"]
         self.train_seconds, self.train_samples = extras["train_seconds"], extras["train_samples"]
         # The schedule is a pure function of the step: replay it rather than store it.
         with warnings.catch_warnings():
@@ -473,13 +477,13 @@ class Trainer:
         train_accuracy = 100.0 * epoch_correct.item() / len(self.train_split)
         if len(self.val_split):
             val = evaluate(model, self.val_split, config.dataset)
-            val_loss, val_accuracy, score = val.loss, val.accuracy, val.loss
+            val_loss, val_accuracy, score = val.loss, val.accuracy, (-val.accuracy, val.loss)
         else:
             val_loss = val_accuracy = None
-            score = -epoch  # without validation data the latest weights are the best we know
-        improved = score < self.best_loss
+            score = (-epoch, 0.0)  # without validation data the latest weights are the best we know
+        improved = score < self.best_score
         if improved:
-            self.best_loss, self.best_epoch = score, epoch
+            self.best_score, self.best_epoch = score, epoch
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         event = EpochEvent(
             epoch=epoch, epochs=config.epochs, train_loss=train_loss, train_accuracy=train_accuracy,

@@ -50,7 +50,8 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     assert len(result.history) < 40
     assert len(result.history) == result.best_epoch + 2
     best = result.history[result.best_epoch - 1]
-    assert best.improved and best.val_loss == min(e.val_loss for e in result.history)
+    scores = [(-e.val_accuracy, e.val_loss) for e in result.history]
+    assert best.improved and (-best.val_accuracy, best.val_loss) == min(scores)
     assert evaluate(result.model, trainer.val_split, "mnist").loss == pytest.approx(best.val_loss, rel=1e-4)
 
 
