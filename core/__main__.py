@@ -312,7 +312,7 @@ def cmd_cgan_train(args: argparse.Namespace) -> int:
     # A shipped generator is scored in full (the page shows these figures); a run gets the quick scores.
     print("scoring: label agreement, diversity, FID" + (", classification score" if args.ship else "") + " ...",
           file=sys.stderr, flush=True)
-    scores = gan.score(result.generator, gan.best_judge(args.dataset), args.dataset,
+    scores = gan.score(result.generator, args.dataset,
                        per_class=1000 if args.ship else 200, cas_images=60_000 if args.ship else 0,
                        data_root=args.data)
     folder = checkpoints.WEIGHTS_DIR if args.ship else checkpoints.runs_dir()
@@ -367,8 +367,8 @@ def cmd_cgan_export(args: argparse.Namespace) -> int:
 
 
 def cmd_cgan_score(args: argparse.Namespace) -> int:
-    scores = gan.score(_generator(args), gan.best_judge(args.dataset), args.dataset, per_class=args.per_class,
-                       cas_images=args.cas, data_root=args.data)
+    scores = gan.score(_generator(args), args.dataset, per_class=args.per_class, cas_images=args.cas,
+                       data_root=args.data)
     if args.json:
         emit(scores.to_json())
         return 0

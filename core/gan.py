@@ -420,6 +420,8 @@ class Scores:
     fid: float  # generated against the real test set, on the judge's penultimate features
     fid_reference: float  # real training digits against the real test set: the scale of the number
     cas: float | None  # accuracy on the real test set of a LeNet trained on generated digits only
+    judge: str  # the shipped classifier that judged (its arch), and its own test accuracy
+    judge_accuracy: float
 
     def to_json(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v] if isinstance(v, list) else v)
@@ -428,24 +430,27 @@ class Scores:
 
 def score(
     generator: Generator,
-    judge: nn.Module,
     dataset: str,
     *,
+    judge: checkpoints.ModelRecord | None = None,
     per_class: int = 1000,
     cas_images: int = 0,
     seed: int = 0,
     data_root: str | None = None,
 ) -> Scores:
-    """Every score of a generator; ``cas_images`` > 0 also trains a LeNet on that many generated digits."""
+    """Every score of a generator, judged by ``judge`` (default: the best shipped classifier);
+    ``cas_images`` > 0 also trains a LeNet on that many generated digits."""
+    judge = judge or judge_record(dataset)
+    model = checkpoints.load_record(judge)
     classes = len(data.get_spec(dataset).classes)
     labels = torch.arange(classes).repeat_interleave(per_class)
     fake = sample(generator, labels, seed=seed)
     test = data.load(dataset, train=False, root=data_root)
     train = data.load(dataset, train=True, root=data_root, limit=len(test))
-    agreement, agreement_per_class = label_agreement(judge, fake, labels, dataset)
+    agreement, agreement_per_class = label_agreement(model, fake, labels, dataset)
     real_diversity = diversity(test.images, test.labels, classes=classes)
     fake_diversity = diversity(fake, labels, classes=classes)
-    test_features = penultimate_features(judge, test.images, dataset)
+    test_features = penultimate_features(model, test.images, dataset)
     cas = None
     if cas_images:
         cas = classification_accuracy_score(generator, dataset, images=cas_images, seed=seed, data_root=data_root)
@@ -453,9 +458,11 @@ def score(
         agreement=agreement,
         agreement_per_class=agreement_per_class,
         diversity_ratio=[f / r for f, r in zip(fake_diversity, real_diversity, strict=True)],
-        fid=frechet_distance(penultimate_features(judge, fake, dataset), test_features),
-        fid_reference=frechet_distance(penultimate_features(judge, train.images, dataset), test_features),
+        fid=frechet_distance(penultimate_features(model, fake, dataset), test_features),
+        fid_reference=frechet_distance(penultimate_features(model, train.images, dataset), test_features),
         cas=cas,
+        judge=judge.arch,
+        judge_accuracy=judge.test_accuracy,
     )
 
 
@@ -524,13 +531,9 @@ def find_generator(dataset: str) -> checkpoints.ModelRecord | None:
     return next(iter(list_generators(dataset)), None)
 
 
-def judge_record(dataset: str) -> checkpoints.ModelRecord:
-    """The shipped classifier with the best test accuracy: it judges whether labels hold."""
-    shipped = checkpoints.find_models(dataset, include_runs=False)
+def judge_record(dataset: str, arch: str | None = None) -> checkpoints.ModelRecord:
+    """The shipped classifier that judges whether labels hold: the most accurate one, or ``arch``'s."""
+    shipped = [r for r in checkpoints.find_models(dataset, include_runs=False) if arch in (None, r.arch)]
     if not shipped:
-        raise ValueError(f"no shipped {dataset} classifier to judge the generator with")
+        raise ValueError(f"no shipped {dataset} classifier {arch or ''} to judge the generator with")
     return max(shipped, key=lambda r: r.test_accuracy)
-
-
-def best_judge(dataset: str) -> nn.Module:
-    return checkpoints.load_record(judge_record(dataset))

@@ -291,7 +291,7 @@ class JobManager:
         with self._lock:
             job.phase = "scoring: label agreement, diversity, FID"
         dataset = job.config.dataset
-        scores = gan.score(result.generator, gan.best_judge(dataset), dataset, per_class=200,
+        scores = gan.score(result.generator, dataset, per_class=200,
                            data_root=self.data_root)
         with self._lock:
             job.phase = "saving"

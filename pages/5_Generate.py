@@ -127,8 +127,8 @@ with walks:
 with scores:
     if record and record.scores:
         measured = record.scores
-        judge = gan.judge_record(dataset)
-        st.caption(TEXT["scores_help"].format(judge=get_card(judge.arch).title, judge_accuracy=judge.test_accuracy))
+        st.caption(TEXT["scores_help"].format(judge=get_card(measured["judge"]).title,
+                                              judge_accuracy=measured["judge_accuracy"]))
         a, b, c = st.columns(3)
         a.metric(TEXT["agreement"], f"{measured['agreement']:.2f} %")
         b.metric(TEXT["fid"], f"{measured['fid']:.3f}")

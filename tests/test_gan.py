@@ -152,7 +152,7 @@ def test_the_scores_give_their_reference_values_on_real_digits(mnist_test, mnist
 def test_generators_round_trip_and_stay_out_of_the_classifiers(short_run, tmp_path, monkeypatch):
     result = short_run[0]
     monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path))
-    scores = gan.Scores(50.0, [50.0] * 10, [1.0] * 10, 1.0, 0.1, None)
+    scores = gan.Scores(50.0, [50.0] * 10, [1.0] * 10, 1.0, 0.1, None, "lenet5", 99.0)
     record = gan.save_generator(result, folder=tmp_path, scores=scores, name="mine")
     loaded = gan.load_generator(record.path)
     assert torch.equal(gan.sample(loaded, [1, 2, 3]), gan.sample(result.generator, [1, 2, 3]))
@@ -235,8 +235,8 @@ def test_a_generator_is_shipped_for_every_dataset():
 def test_the_manifest_agreement_is_that_of_the_file(record):
     generator = gan.load_generator(record.path)
     labels = torch.arange(10).repeat_interleave(1000)  # as `cgan train --ship` scores it
-    agreement, per_class = gan.label_agreement(gan.best_judge(record.dataset), gan.sample(generator, labels),
-                                               labels, record.dataset)
+    judge = checkpoints.load_record(gan.judge_record(record.dataset, record.scores["judge"]))
+    agreement, per_class = gan.label_agreement(judge, gan.sample(generator, labels), labels, record.dataset)
     assert agreement == pytest.approx(record.scores["agreement"], abs=0.01)
     assert per_class == pytest.approx(record.scores["agreement_per_class"], abs=0.01)
 
