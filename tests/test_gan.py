@@ -208,9 +208,14 @@ def test_the_command_line_trains_samples_exports_and_scores(tmp_path):
     assert len(scores["diversity_ratio"]) == 10 and scores["cas"] is None and scores["fid"] > scores["fid_reference"]
 
 
-def test_no_generator_yet_is_a_clear_error(tmp_path):
-    done = run_cli("sample", "--dataset", "fashion", "--out", str(tmp_path / "x.png"), runs=tmp_path)
-    assert done.returncode == 2 and "no fashion generator yet" in done.stderr
+def test_no_generator_yet_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from core.__main__ import main
+
+    monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", tmp_path / "weights")  # a checkout without shipped ones
+    monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path / "runs"))
+    assert main(["cgan", "sample", "--dataset", "fashion", "--out", str(tmp_path / "x.png")]) == 2
+    assert "no fashion generator yet" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_bad_settings_are_named():
