@@ -174,12 +174,17 @@ def gan_loss_chart(job: JobSnapshot) -> go.Figure:
     return figure
 
 
-def gan_scores_chart(scores: dict, classes: tuple[str, ...]) -> go.Figure:
-    """Per class: label agreement and diversity against real digits, with the lines they must clear."""
+def gan_scores_chart(scores: dict, classes: tuple[str, ...], *, agreement_target: bool = True) -> go.Figure:
+    """Per class: label agreement (beside the judge's own accuracy on real images) and diversity against
+    real images, with the lines they must clear."""
     figure = go.Figure()
     figure.add_bar(x=list(classes), y=scores["agreement_per_class"], name="label agreement (%)")
+    figure.add_scatter(x=list(classes), y=scores["real_agreement_per_class"], mode="markers",
+                       marker=dict(symbol="line-ew-open", size=28, line_width=3), name="the judge on real images (%)")
     figure.add_bar(x=list(classes), y=[100 * r for r in scores["diversity_ratio"]], name="diversity (% of real)")
-    figure.add_hline(y=97, line_dash="dot", annotation_text="agreement target 97 %", annotation_position="top left")
+    if agreement_target:
+        figure.add_hline(y=97, line_dash="dot", annotation_text="agreement target 97 %",
+                         annotation_position="top left")
     figure.add_hline(y=80, line_dash="dot", annotation_text="diversity target 80 %",
                      annotation_position="bottom left")
     figure.update_layout(title="Scores per class", barmode="group", xaxis_type="category", height=380,

@@ -373,10 +373,12 @@ def cmd_cgan_score(args: argparse.Namespace) -> int:
         emit(scores.to_json())
         return 0
     classes = data.get_spec(args.dataset).classes
-    print(f"label agreement {scores.agreement:.2f}% overall")
-    print(f"{'class':<12} {'agreement %':>11} {'diversity':>10}")
-    for name, agreement, ratio in zip(classes, scores.agreement_per_class, scores.diversity_ratio, strict=True):
-        print(f"{name:<12} {agreement:>11.2f} {100 * ratio:>9.0f}%")
+    print(f"label agreement {scores.agreement:.2f}% overall; judge: {get_card(scores.judge).title}, "
+          f"{scores.judge_accuracy:.2f}% on real test images ('real images %' below, per class)")
+    print(f"{'class':<12} {'agreement %':>11} {'real images %':>13} {'diversity':>10}")
+    for name, agreement, real, ratio in zip(classes, scores.agreement_per_class, scores.real_agreement_per_class,
+                                            scores.diversity_ratio, strict=True):
+        print(f"{name:<12} {agreement:>11.2f} {real:>13.2f} {100 * ratio:>9.0f}%")
     print(f"FID on the judge's features: {scores.fid:.3f} (real training digits: {scores.fid_reference:.3f})")
     if scores.cas is not None:
         print(f"a LeNet trained on {args.cas:,} generated digits only: {scores.cas:.2f}% on the real test set")

@@ -416,6 +416,7 @@ def diversity(images: Tensor, labels: Tensor, *, classes: int = 10, per_class: i
 class Scores:
     agreement: float  # percent, over all classes
     agreement_per_class: list[float]
+    real_agreement_per_class: list[float]  # the judge on real test images: what a perfect generator would get
     diversity_ratio: list[float]  # per class: generated against real, 1.0 = as varied as real digits
     fid: float  # generated against the real test set, on the judge's penultimate features
     fid_reference: float  # real training digits against the real test set: the scale of the number
@@ -448,6 +449,7 @@ def score(
     test = data.load(dataset, train=False, root=data_root)
     train = data.load(dataset, train=True, root=data_root, limit=len(test))
     agreement, agreement_per_class = label_agreement(model, fake, labels, dataset)
+    _, real_agreement_per_class = label_agreement(model, test.images, test.labels, dataset)
     real_diversity = diversity(test.images, test.labels, classes=classes)
     fake_diversity = diversity(fake, labels, classes=classes)
     test_features = penultimate_features(model, test.images, dataset)
@@ -457,6 +459,7 @@ def score(
     return Scores(
         agreement=agreement,
         agreement_per_class=agreement_per_class,
+        real_agreement_per_class=real_agreement_per_class,
         diversity_ratio=[f / r for f, r in zip(fake_diversity, real_diversity, strict=True)],
         fid=frechet_distance(penultimate_features(model, fake, dataset), test_features),
         fid_reference=frechet_distance(penultimate_features(model, train.images, dataset), test_features),

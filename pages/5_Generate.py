@@ -32,9 +32,10 @@ TEXT = {
     "seed_a": "From seed", "seed_b": "To seed", "steps": "Steps",
     "scores_help": "Measured when the generator was saved, with the shipped {judge} as the judge (it reads "
                    "{judge_accuracy:.2f} % of real test images right). Label agreement: the share "
-                   "of generated digits the best shipped classifier puts in the class asked for (target: 99 % "
-                   "overall, 97 % for every class). Diversity: mean distance between digits of one class, against "
-                   "real digits of that class (target: at least 80 %; a collapsed class scores near 0).",
+                   "of generated {things} the judge puts in the class asked for (for MNIST at least 99 % overall and "
+                   "97 % for every class); the markers show the judge on real test images of each class, what a "
+                   "perfect generator would get. Diversity: mean distance between generated {things} of one class, "
+                   "against real ones (at least 80 %; a collapsed class scores near 0).",
     "agreement": "Label agreement", "fid": "FID (judge's features)", "fid_help": "real training {things}: {ref:.3f}",
     "cas": "Classification score", "cas_help": "a LeNet trained on generated digits only, on the real test set",
     "cas_none": "not measured for this run (`python -m core cgan score`)",
@@ -128,7 +129,7 @@ with scores:
     if record and record.scores:
         measured = record.scores
         st.caption(TEXT["scores_help"].format(judge=get_card(measured["judge"]).title,
-                                              judge_accuracy=measured["judge_accuracy"]))
+                                              judge_accuracy=measured["judge_accuracy"], things=things))
         a, b, c = st.columns(3)
         a.metric(TEXT["agreement"], f"{measured['agreement']:.2f} %")
         b.metric(TEXT["fid"], f"{measured['fid']:.3f}")
@@ -139,7 +140,7 @@ with scores:
         else:
             c.metric(TEXT["cas"], "–")
             c.caption(TEXT["cas_none"])
-        st.plotly_chart(ui.gan_scores_chart(measured, classes), width="stretch")
+        st.plotly_chart(ui.gan_scores_chart(measured, classes, agreement_target=dataset == "mnist"), width="stretch")
 
 with train:
     st.caption(TEXT["train_intro"])
@@ -173,7 +174,8 @@ def show(job: JobSnapshot) -> None:
                 shown = st.slider(TEXT["scrub"], 1, len(job.epochs), len(job.epochs), key=f"scrub-{job.id}")
             picture(job.epochs[shown - 1]["grid"], TEXT["grid_caption"].format(epoch=shown))
     if job.result:
-        st.plotly_chart(ui.gan_scores_chart(job.result["scores"], classes), width="stretch")
+        chart = ui.gan_scores_chart(job.result["scores"], classes, agreement_target=dataset == "mnist")
+        st.plotly_chart(chart, width="stretch")
 
 
 polling = manager.busy()

@@ -152,7 +152,7 @@ def test_the_scores_give_their_reference_values_on_real_digits(mnist_test, mnist
 def test_generators_round_trip_and_stay_out_of_the_classifiers(short_run, tmp_path, monkeypatch):
     result = short_run[0]
     monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path))
-    scores = gan.Scores(50.0, [50.0] * 10, [1.0] * 10, 1.0, 0.1, None, "lenet5", 99.0)
+    scores = gan.Scores(50.0, [50.0] * 10, [99.0] * 10, [1.0] * 10, 1.0, 0.1, None, "lenet5", 99.0)
     record = gan.save_generator(result, folder=tmp_path, scores=scores, name="mine")
     loaded = gan.load_generator(record.path)
     assert torch.equal(gan.sample(loaded, [1, 2, 3]), gan.sample(result.generator, [1, 2, 3]))

@@ -34,8 +34,10 @@ def test_the_shipped_generator_fills_every_tab():
     assert labels == ["Label agreement", "FID (judge's features)", "Classification score"]
     assert float(at.metric[0].value.rstrip(" %")) == round(generator_box.value.scores["agreement"], 2)
     [scores] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    assert [bar["name"] for bar in scores["data"]] == ["label agreement (%)", "diversity (% of real)"]
-    assert len(scores["data"][0]["y"]) == 10
+    names = ["label agreement (%)", "the judge on real images (%)", "diversity (% of real)"]
+    assert [trace["name"] for trace in scores["data"]] == names
+    assert scores["data"][0]["y"] == generator_box.value.scores["agreement_per_class"]
+    assert min(scores["data"][1]["y"]) > 96  # the judge reads real digits of every class
 
     downloads = [b.proto.label for b in at.get("download_button")]
     assert downloads == ["Download the grid (PNG)", "Download 6,000 digits (CSV)"]

@@ -17,7 +17,7 @@ MNIST_TARGETS = {"mlp": 98.3, "lenet5": 99.0, "lenet5-relu": 99.2, "simple-cnn":
 # Shipped below their target (issue 5 stays open for them): test accuracy of the shipped file. Strict, so
 # that a retrained file that reaches its target fails this list until it is taken off it.
 SHORT_OF_TARGET = {}
-FASHION_SHORT_OF_TARGET: dict[str, float] = {'resnet18': 91.41, 'best': 91.52}
+FASHION_SHORT_OF_TARGET: dict[str, float] = {'resnet18': 92.21, 'best': 92.21}
 MANIFEST = checkpoints.read_manifest(checkpoints.WEIGHTS_DIR)
 SHIPPED = [r for r in MANIFEST if r.arch in list_models()]  # the classifiers; tests/test_gan.py has the generators
 
