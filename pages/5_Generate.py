@@ -46,6 +46,7 @@ TEXT = {
     "show": "Show run", "nothing": "No GAN runs on this server yet.",
     "done": "Finished; saved as “{name}”, now in the generator list at the top.",
     "stopped": "Stopped; the generator as it was is saved as “{name}”.",
+    "grid_soon": "The fixed-noise grid appears here when the first epoch ends, and after every epoch then.",
     "scrub": "Epoch", "grid_caption": "Fixed noise after epoch {epoch}: each row one z, each column one class.",
     "export_intro": "A synthetic dataset: the classes in turn, so each has its share. CSV is the original "
                     "repository's fake_mnist.csv format (no header; the label, then 784 pixel values per row).",
@@ -167,6 +168,8 @@ def show(job: JobSnapshot) -> None:
     left, right = st.columns(2)
     if job.steps:
         left.plotly_chart(ui.gan_loss_chart(job), width="stretch")
+    if not job.epochs and job.active:
+        right.caption(TEXT["grid_soon"])
     if job.epochs:
         with right:
             shown = len(job.epochs)
