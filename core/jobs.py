@@ -290,9 +290,7 @@ class JobManager:
                                on_epoch=on_epoch, stop=job.stop.is_set)
         with self._lock:
             job.phase = "scoring: label agreement, diversity, FID"
-        dataset = job.config.dataset
-        scores = gan.score(result.generator, dataset, per_class=200,
-                           data_root=self.data_root)
+        scores = gan.score(result.generator, job.config.dataset, per_class=200, data_root=self.data_root)
         with self._lock:
             job.phase = "saving"
         record = gan.save_generator(result, folder=self._folder(), scores=scores, name=job.name)
