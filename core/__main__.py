@@ -329,8 +329,8 @@ def cmd_cgan_train(args: argparse.Namespace) -> int:
 
 def cmd_cgan_sample(args: argparse.Namespace) -> int:
     generator = _generator(args)
-    labels = [args.digit] * args.n if args.digit is not None else [i % generator.num_classes for i in range(args.n)]
-    images = gan.sample(generator, labels, seed=args.seed).numpy()
+    digits = gan.synthetic_dataset(generator, args.n, seed=args.seed, label=args.digit)
+    images, labels = digits.images.numpy(), digits.labels.tolist()
     out = Path(args.out)
     if out.suffix.lower() == ".png":
         columns = generator.num_classes if args.digit is None else math.ceil(math.sqrt(args.n))

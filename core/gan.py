@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core import checkpoints, data
-from core.training import Position, TrainingError, describe_device, resolve_device
+from core import checkpoints, data, inspect, measure
+from core.training import Position, TrainingError, describe_device, evaluate, resolve_device
 
 LATENT = 64  # length of the noise vector z
 ARCH = "cgan-generator"  # how generators are named in the manifests and file metadata
@@ -310,13 +310,8 @@ def interpolation(generator: Generator, label: int, seed_a: int, seed_b: int, *,
 
 def make_grid(images: np.ndarray, *, columns: int, gap: int = 2) -> np.ndarray:
     """N x H x W uint8 -> one picture, ``columns`` per row, with a dark gap between cells."""
-    n, h, w = images.shape
-    rows = math.ceil(n / columns)
-    grid = np.zeros((rows * (h + gap) - gap, columns * (w + gap) - gap), dtype=np.uint8)
-    for i, image in enumerate(images):
-        top, left = (i // columns) * (h + gap), (i % columns) * (w + gap)
-        grid[top : top + h, left : left + w] = image
-    return grid
+    grid, _ = inspect.mosaic(torch.as_tensor(images).float(), columns=columns, gap=gap)
+    return np.nan_to_num(grid).astype(np.uint8)
 
 
 def png_bytes(pixels: np.ndarray, *, scale: int = 1) -> bytes:
@@ -336,11 +331,12 @@ def png_bytes(pixels: np.ndarray, *, scale: int = 1) -> bytes:
 EXPORT_FORMATS = ("csv", "npz", "pt")
 
 
-def synthetic_dataset(generator: Generator, n: int, *, seed: int = 0) -> data.Split:
-    """``n`` generated digits, classes in turn (0, 1, ..., 9, 0, ...), so every class has its share."""
+def synthetic_dataset(generator: Generator, n: int, *, seed: int = 0, label: int | None = None) -> data.Split:
+    """``n`` generated digits of one class, or (``label`` None) of the classes in turn (0, 1, ..., 9,
+    0, ...), so that every class has its share."""
     if n < 1:
         raise ValueError(f"the dataset needs at least one digit, got {n}")
-    labels = torch.arange(n) % generator.num_classes
+    labels = torch.arange(n) % generator.num_classes if label is None else torch.full((n,), label)
     return data.Split(sample(generator, labels, seed=seed), labels)
 
 
@@ -393,14 +389,9 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
 
 def label_agreement(judge: nn.Module, images: Tensor, labels: Tensor, dataset: str) -> tuple[float, list[float]]:
     """Percent of images the judge assigns to their requested class: overall, and per class."""
-    was_training = judge.training
-    judge.eval()
-    with torch.inference_mode():
-        predicted = torch.cat([judge(data.normalize(chunk, dataset)).argmax(1) for chunk in images.split(1000)])
-    judge.train(was_training)
-    hits = predicted == labels
+    judged = evaluate(judge, data.Split(images, labels), dataset)
     classes = len(data.get_spec(dataset).classes)
-    return 100 * hits.float().mean().item(), [100 * hits[labels == c].float().mean().item() for c in range(classes)]
+    return judged.accuracy, measure.per_class_accuracy(judged.predictions, labels, classes).tolist()
 
 
 def diversity(images: Tensor, labels: Tensor, *, classes: int = 10, per_class: int = 200) -> list[float]:
@@ -531,7 +522,8 @@ def list_generators(dataset: str) -> list[checkpoints.ModelRecord]:
 
 def find_generator(dataset: str) -> checkpoints.ModelRecord | None:
     """The shipped generator of a dataset, else this machine's latest one, else None."""
-    return next(iter(list_generators(dataset)), None)
+    found = list_generators(dataset)
+    return found[0] if found else None
 
 
 def judge_record(dataset: str, arch: str | None = None) -> checkpoints.ModelRecord:

@@ -418,15 +418,17 @@ def as_input(image: np.ndarray | Tensor, dataset: str) -> Tensor:
     return data.normalize(pixels.unsqueeze(0), dataset)
 
 
-def mosaic(maps: Tensor, *, columns: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def mosaic(maps: Tensor, *, columns: int | None = None, gap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Tile C maps (C x H x W) into one image, with NaN gaps between tiles; also each pixel's channel (-1 in gaps).
 
-    1 x 1 maps (fully connected units) are packed without gaps, so a layer of units reads as one picture.
+    By default the gaps are 1 pixel, and 1 x 1 maps (fully connected units) are packed without gaps, so
+    a layer of units reads as one picture.
     """
     count, height, width = maps.shape
     columns = columns or max(1, math.ceil(math.sqrt(count * height / width)))
     rows = math.ceil(count / columns)
-    gap = 0 if height * width == 1 else 1
+    if gap is None:
+        gap = 0 if height * width == 1 else 1
     grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan, dtype=np.float32)
     channel = np.full(grid.shape, -1, dtype=np.int64)
     for c in range(count):

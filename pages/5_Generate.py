@@ -65,11 +65,10 @@ st.title(TEXT["title"])
 st.write(TEXT["intro"])
 
 
-def describe(record) -> str:
-    agreement = (record.scores or {}).get("agreement", record.test_accuracy)
+def describe(record: checkpoints.ModelRecord) -> str:
     text = TEXT["shipped"] if record.shipped else TEXT["run"]
     epochs = f"{record.epochs} epoch" + ("s" if record.epochs != 1 else "")
-    return text.format(name=record.name, epochs=epochs, agreement=agreement)
+    return text.format(name=record.name, epochs=epochs, agreement=record.test_accuracy)  # a generator's: agreement
 
 
 def picture(pixels, caption: str | None = None) -> bytes:
@@ -98,8 +97,7 @@ with gallery:
                                 format_func=lambda c: TEXT["all"] if c is None else classes[c])
         count = middle.select_slider(TEXT["count"], [10, 20, 50, 100, 200], value=50)
         seed = right.number_input(TEXT["seed"], 0, 2**31 - 1, 0, key="gallery-seed")
-        labels = [i % len(classes) for i in range(count)] if chosen is None else [chosen] * count
-        digits = gan.sample(generator, labels, seed=int(seed)).numpy()
+        digits = gan.synthetic_dataset(generator, count, seed=int(seed), label=chosen).images.numpy()
         what = TEXT["all"] if chosen is None else f"“{classes[chosen]}”"
         caption = TEXT["gallery_caption"].format(count=count, things=things, what=what, seed=seed)
         png = picture(gan.make_grid(digits, columns=10), caption + (TEXT["columns"] if chosen is None else ""))
