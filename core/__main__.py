@@ -23,6 +23,7 @@ from core.training import (
     SCHEDULES,
     Callback,
     EpochEvent,
+    Progress,
     StepEvent,
     Trainer,
     TrainingError,
@@ -54,12 +55,15 @@ class ConsoleProgress(Callback):
         self.last_line = 0.0
 
     def on_step(self, event: StepEvent) -> None:
+        self.bar(event, f"loss {event.loss:.4f}")
+
+    def bar(self, event: Progress, detail: str) -> None:
+        """Any run's progress (the classifiers' or the GAN's), with what it reports besides."""
         width = 24
         filled = round(width * event.progress)
         line = (
             f"{self.label}epoch {event.epoch}/{event.epochs} [{'#' * filled}{'.' * (width - filled)}] "
-            f"{100 * event.progress:3.0f}%  {event.samples_per_s:,.0f} img/s  ETA {clock(event.eta_s)}  "
-            f"loss {event.loss:.4f}"
+            f"{100 * event.progress:3.0f}%  {event.samples_per_s:,.0f} img/s  ETA {clock(event.eta_s)}  {detail}"
         )
         if self.tty:
             print(f"\r{line}", end="", file=sys.stderr, flush=True)
@@ -67,9 +71,13 @@ class ConsoleProgress(Callback):
             print(line, file=sys.stderr, flush=True)
             self.last_line = time.monotonic()
 
-    def on_epoch_end(self, event: EpochEvent) -> None:
+    def clear(self) -> None:
+        """Wipe the bar off a terminal before a line that stays."""
         if self.tty:
             print("\r" + " " * 100 + "\r", end="", file=sys.stderr)
+
+    def on_epoch_end(self, event: EpochEvent) -> None:
+        self.clear()
         val = (
             f"  val loss {event.val_loss:.4f} acc {event.val_accuracy:.2f}%"
             if event.val_loss is not None else ""
@@ -294,16 +302,14 @@ def cmd_cgan_train(args: argparse.Namespace) -> int:
     config = gan.GanConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                            limit=args.limit)
     out = sys.stderr if args.json else sys.stdout
-    tty = sys.stderr.isatty()
+    progress = ConsoleProgress(out)
 
     def on_step(step: gan.GanStep) -> None:
-        if tty:
-            bar = "#" * int(24 * step.progress)
-            print(f"\r[{bar:<24}] {100 * step.progress:3.0f}%  D {step.d_loss:.3f}  G {step.g_loss:.3f}", end="",
-                  file=sys.stderr, flush=True)
+        progress.bar(step, f"D loss {step.d_loss:.3f}  G loss {step.g_loss:.3f}")
 
     def on_epoch(epoch: gan.GanEpoch) -> None:
-        print(f"\repoch {epoch.epoch}/{epoch.epochs}  D loss {epoch.d_loss:.3f}  G loss {epoch.g_loss:.3f}  "
+        progress.clear()
+        print(f"epoch {epoch.epoch}/{epoch.epochs}  D loss {epoch.d_loss:.3f}  G loss {epoch.g_loss:.3f}  "
               f"{epoch.seconds:.1f} s", file=out, flush=True)
 
     result = gan.train_gan(config, device=args.device, data_root=args.data, on_epoch=on_epoch, on_step=on_step)

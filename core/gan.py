@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core import checkpoints, data, inspect, measure
-from core.training import Position, TrainingError, describe_device, evaluate, resolve_device
+from core.training import Progress, TrainingError, describe_device, evaluate, resolve_device
 
 LATENT = 64  # length of the noise vector z
 ARCH = "cgan-generator"  # how generators are named in the manifests and file metadata
@@ -125,11 +125,9 @@ class GanConfig:
 
 
 @dataclass
-class GanStep(Position):
+class GanStep(Progress):
     d_loss: float  # mean since the previous report
     g_loss: float
-    samples_per_s: float
-    eta_s: float  # until the last epoch ends, at the current speed
 
 
 @dataclass
@@ -225,10 +223,11 @@ def train_gan(
             if on_step and (done % config.log_every == 0 or done == steps):
                 d_now, g_now = d_total.item(), g_total.item()  # waits for the device, so not every batch
                 elapsed = time.perf_counter() - epoch_start
-                speed = done * config.batch_size / elapsed
                 left = (config.epochs - epoch) * steps + steps - done
-                on_step(GanStep(epoch, config.epochs, done, steps, (d_now - d_since) / (done - reported),
-                                (g_now - g_since) / (done - reported), speed, left * elapsed / done))
+                on_step(GanStep(epoch=epoch, epochs=config.epochs, step=done, steps_per_epoch=steps,
+                                samples_per_s=done * config.batch_size / elapsed, eta_s=left * elapsed / done,
+                                d_loss=(d_now - d_since) / (done - reported),
+                                g_loss=(g_now - g_since) / (done - reported)))
                 d_since, g_since, reported = d_now, g_now, done
         if done == 0:  # stopped before this epoch's first batch
             break

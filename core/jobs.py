@@ -20,7 +20,16 @@ import torch
 
 from core import checkpoints, data, gan, measure
 from core.models import get_card
-from core.training import Callback, EpochEvent, StepEvent, TrainConfig, Trainer, TrainingError, describe_device
+from core.training import (
+    Callback,
+    EpochEvent,
+    Progress,
+    StepEvent,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    describe_device,
+)
 
 Status = Literal["queued", "running", "stopping", "done", "stopped", "failed"]
 FINISHED = ("done", "stopped", "failed")
@@ -101,14 +110,7 @@ class _JobProgress(Callback):
             self.job.phase = "training"
 
     def on_step(self, event: StepEvent) -> None:
-        point = {"global_step": event.global_step, "epoch": event.epoch, "loss": event.loss,
-                 "accuracy": event.accuracy, "lr": event.lr}
-        with self.lock:
-            self.job.steps.append(point)
-            self.job.last_step = asdict(event)
-            self.job.progress = event.progress
-            self.job.samples_per_s = event.samples_per_s
-            self.job.eta_s = event.eta_s
+        _record_step(self.job, self.lock, event, loss=event.loss, accuracy=event.accuracy, lr=event.lr)
 
     def on_epoch_end(self, event: EpochEvent) -> None:
         with self.lock:
@@ -117,6 +119,14 @@ class _JobProgress(Callback):
     def on_evaluate(self) -> None:
         with self.lock:
             self.job.phase = "scoring the test set"
+
+
+def _record_step(job: _Job, lock: threading.Lock, event: Progress, **values: float) -> None:
+    """A step event into the job record: one point of the curves (``values``), and the progress bar."""
+    with lock:
+        job.steps.append({"global_step": event.global_step, "epoch": event.epoch, **values})
+        job.last_step = asdict(event)
+        job.progress, job.samples_per_s, job.eta_s = event.progress, event.samples_per_s, event.eta_s
 
 
 def failure_message(error: BaseException) -> str:
@@ -273,19 +283,14 @@ class JobManager:
 
     def _run_gan(self, job: _Job) -> dict:
         def on_step(event: gan.GanStep) -> None:
-            with self._lock:
-                job.phase = "training"
-                job.steps.append({"global_step": event.global_step, "epoch": event.epoch,
-                                  "d_loss": event.d_loss, "g_loss": event.g_loss})
-                job.last_step = asdict(event)
-                job.progress, job.samples_per_s, job.eta_s = event.progress, event.samples_per_s, event.eta_s
+            _record_step(job, self._lock, event, d_loss=event.d_loss, g_loss=event.g_loss)
 
         def on_epoch(event: gan.GanEpoch) -> None:
             with self._lock:
                 job.epochs.append(asdict(event))
 
         with self._lock:
-            job.device = describe_device(self.device)
+            job.device, job.phase = describe_device(self.device), "training"
         result = gan.train_gan(job.config, device=self.device, data_root=self.data_root, on_step=on_step,
                                on_epoch=on_epoch, stop=job.stop.is_set)
         with self._lock:

@@ -78,13 +78,15 @@ class TrainingError(RuntimeError):
 
 
 @dataclass
-class Position:
-    """Where a run is; the start of every step event, the classifiers' and the GAN's."""
+class Progress:
+    """Where a run is and how fast it goes: what every step event has, the classifiers' and the GAN's."""
 
     epoch: int
     epochs: int
     step: int  # within the epoch, 1-based
     steps_per_epoch: int
+    samples_per_s: float
+    eta_s: float  # until the last epoch ends, at the current speed
 
     @property
     def global_step(self) -> int:
@@ -96,12 +98,10 @@ class Position:
 
 
 @dataclass
-class StepEvent(Position):
+class StepEvent(Progress):
     loss: float  # mean training loss since the previous event
     accuracy: float  # percent, since the previous event
     lr: float
-    samples_per_s: float
-    eta_s: float  # until the last epoch ends, at the current speed
 
 
 @dataclass
