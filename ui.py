@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import checkpoints, data, gan
-from core.jobs import JobManager, JobSnapshot
+from core.jobs import JobConfig, JobManager, JobSnapshot
 from core.measure import architecture_size
 from core.models import get_card
 from core.predict import Ensemble
@@ -89,6 +89,7 @@ def sidebar() -> str:
 
 
 JOB_TEXT = {
+    "started": "Queued as “{name}”.", "show": "Show run",
     "queued": "Waiting: position {position} in the queue.",
     "progress": "epoch {epoch}/{epochs} · step {step}/{steps} · {speed:,.0f} img/s · ETA {eta}",
     "stop": "Stop", "failed": "This run failed: {error}",
@@ -96,6 +97,32 @@ JOB_TEXT = {
 STATUS_ICON = {"queued": ":material/hourglass_top:", "running": ":material/play_circle:",
                "stopping": ":material/stop_circle:", "done": ":material/check_circle:",
                "stopped": ":material/stop_circle:", "failed": ":material/error:"}
+
+
+def submit_job(config: JobConfig, *, name: str, owner: str, shown_key: str) -> None:
+    """Queue a run from a form and show it next; a bad setting is said on the page, nothing is queued."""
+    try:
+        job_id = job_manager().submit(config, name=name, owner=owner)
+    except ValueError as error:
+        st.error(str(error))
+        return
+    st.session_state[shown_key] = job_id
+    st.toast(JOB_TEXT["started"].format(name=job_manager().snapshot(job_id).name))
+
+
+def pick_job(jobs: list[JobSnapshot], *, owner: str, shown_key: str) -> JobSnapshot:
+    """The run to show, newest first in the list: the one shown before, else this session's latest,
+    else the latest still going, else the latest."""
+    ids = [j.id for j in reversed(jobs)]
+    by_id = {j.id: j for j in jobs}
+    preferred = st.session_state.get(shown_key)
+    if preferred not in by_id:
+        mine = [j.id for j in jobs if j.owner == owner]
+        preferred = (mine or [j.id for j in jobs if j.active] or [jobs[-1].id])[-1]
+    shown = st.selectbox(JOB_TEXT["show"], ids, index=ids.index(preferred),
+                         format_func=lambda i: f"{by_id[i].name} ({by_id[i].status})")
+    st.session_state[shown_key] = shown
+    return by_id[shown]
 
 
 def job_status(job: JobSnapshot, *, owner: str) -> JobSnapshot:
@@ -179,8 +206,8 @@ def gan_scores_chart(scores: dict, classes: tuple[str, ...], *, agreement_target
     real images, with the lines they must clear."""
     figure = go.Figure()
     figure.add_bar(x=list(classes), y=scores["agreement_per_class"], name="label agreement (%)")
-    figure.add_scatter(x=list(classes), y=scores["real_agreement_per_class"], mode="markers",
-                       marker=dict(symbol="line-ew-open", size=28, line_width=3), name="the judge on real images (%)")
+    figure.add_bar(x=list(classes), y=scores["real_agreement_per_class"], name="the judge on real images (%)",
+                   marker_opacity=0.45)
     figure.add_bar(x=list(classes), y=[100 * r for r in scores["diversity_ratio"]], name="diversity (% of real)")
     if agreement_target:
         figure.add_hline(y=97, line_dash="dot", annotation_text="agreement target 97 %",

@@ -20,8 +20,7 @@ TEXT = {
     "augment": "Augmentation (shifts, rotations, scales)", "val": "Validation split",
     "patience": "Early stopping patience (epochs, 0 = off)", "seed": "Seed", "images": "Training images",
     "name": "Run name", "start": "Start training",
-    "started": "Queued as “{name}”.",
-    "live": "Runs", "show": "Show run", "nothing": "No runs yet on this server: start one above.",
+    "live": "Runs", "nothing": "No runs yet on this server: start one above.",
     "stopped": "Stopped; the best weights so far were saved as “{name}”.",
     "done": "Finished; saved as “{name}”, now listed on the other pages.",
     "test_accuracy": "Test accuracy", "best_epoch": "Best epoch", "seconds": "Training time",
@@ -75,11 +74,7 @@ with settings, st.form("settings"):
             label_smoothing=label_smoothing, augment=augment, val_split=val_split, patience=int(patience),
             seed=int(seed), limit=limit,
         )
-        try:
-            st.session_state["shown_job"] = manager.submit(config, name=name, owner=owner)
-            st.toast(TEXT["started"].format(name=manager.snapshot(st.session_state["shown_job"]).name))
-        except ValueError as error:
-            st.error(str(error))
+        ui.submit_job(config, name=name, owner=owner, shown_key="shown_job")
 
 
 def show(job: JobSnapshot) -> None:
@@ -119,14 +114,7 @@ def live() -> None:
     jobs = [j for j in everyone if not j.is_gan]  # the Generate page shows the GAN's runs
     st.header(TEXT["live"])
     if jobs:
-        ids = [j.id for j in jobs]
-        mine = [j.id for j in jobs if j.owner == owner]
-        preferred = st.session_state.get("shown_job") or (mine or [j.id for j in jobs if j.active] or ids)[-1]
-        by_id = {j.id: j for j in jobs}
-        shown = st.selectbox(TEXT["show"], list(reversed(ids)), index=list(reversed(ids)).index(preferred),
-                             format_func=lambda i: f"{by_id[i].name} ({by_id[i].status})")
-        st.session_state["shown_job"] = shown
-        show(by_id[shown])
+        show(ui.pick_job(jobs, owner=owner, shown_key="shown_job"))
     else:
         st.info(TEXT["nothing"])
     if everyone:

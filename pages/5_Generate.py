@@ -33,7 +33,7 @@ TEXT = {
     "scores_help": "Measured when the generator was saved, with the shipped {judge} as the judge (it reads "
                    "{judge_accuracy:.2f} % of real test images right). Label agreement: the share "
                    "of generated {things} the judge puts in the class asked for (for MNIST at least 99 % overall and "
-                   "97 % for every class); the markers show the judge on real test images of each class, what a "
+                   "97 % for every class); the pale bars show the judge on real test images of each class, what a "
                    "perfect generator would get. Diversity: mean distance between generated {things} of one class, "
                    "against real ones (at least 80 %; a collapsed class scores near 0).",
     "agreement": "Label agreement", "fid": "FID (judge's features)", "fid_help": "real training {things}: {ref:.3f}",
@@ -42,8 +42,7 @@ TEXT = {
     "train_intro": "Training runs on the server like the classifiers: it goes on when you leave, and shares the "
                    "queue with them. Every epoch draws the same 100 z's (rows) as every class (columns).",
     "epochs": "Epochs", "batch": "Batch size", "images": "Training images", "name": "Run name",
-    "start": "Start training", "started": "Queued as “{name}”.",
-    "show": "Show run", "nothing": "No GAN runs on this server yet.",
+    "start": "Start training", "nothing": "No GAN runs on this server yet.",
     "done": "Finished; saved as “{name}”, now in the generator list at the top.",
     "stopped": "Stopped; the generator as it was is saved as “{name}”.",
     "grid_soon": "The fixed-noise grid appears here when the first epoch ends, and after every epoch then.",
@@ -152,11 +151,7 @@ with train:
         name = st.text_input(TEXT["name"], f"cgan-{owner[:4]}", max_chars=60)
         if st.form_submit_button(TEXT["start"], type="primary", icon=":material/play_arrow:"):
             config = gan.GanConfig(dataset=dataset, epochs=epochs, batch_size=batch_size, seed=int(seed), limit=limit)
-            try:
-                st.session_state["shown_gan_job"] = manager.submit(config, name=name, owner=owner)
-                st.toast(TEXT["started"].format(name=manager.snapshot(st.session_state["shown_gan_job"]).name))
-            except ValueError as error:
-                st.error(str(error))
+            ui.submit_job(config, name=name, owner=owner, shown_key="shown_gan_job")
 
 
 def show(job: JobSnapshot) -> None:
@@ -188,13 +183,7 @@ def live() -> None:
     if not jobs:
         st.info(TEXT["nothing"])
         return
-    ids = list(reversed([j.id for j in jobs]))
-    by_id = {j.id: j for j in jobs}
-    preferred = st.session_state.get("shown_gan_job")
-    shown = st.selectbox(TEXT["show"], ids, index=ids.index(preferred) if preferred in ids else 0,
-                         format_func=lambda i: f"{by_id[i].name} ({by_id[i].status})")
-    st.session_state["shown_gan_job"] = shown
-    show(by_id[shown])
+    show(ui.pick_job(jobs, owner=owner, shown_key="shown_gan_job"))
     if polling and not manager.busy():
         st.rerun()  # everything finished: one full run to stop polling, and the new generator is listed
 
