@@ -93,8 +93,16 @@ def train_all(
             yield ShipOutcome(arch, "skipped", done[arch])
             continue
         progress = folder / ".progress" / dataset / f"{arch}.safetensors"
-        inner = callback(arch) if callback else Callback()
-        trainer = _resumable_trainer(config, progress, inner, device=device, data_root=data_root)
+        trainer = Trainer(config, device=device, data_root=data_root)
+        if progress.exists():
+            try:
+                checkpoints.load_progress(trainer, progress)
+            except checkpoints.CheckpointError:
+                # another recipe, an older format or a damaged file: start afresh, with a trainer that
+                # the failed load cannot have changed part-way
+                progress.unlink()
+                trainer = Trainer(config, device=device, data_root=data_root)
+        trainer.callback = _SaveEveryEpoch(callback(arch) if callback else Callback(), trainer, progress)
         resumed_from = len(trainer.history)
         result = trainer.fit(stop)
         if result.status == "stopped":
@@ -105,27 +113,6 @@ def train_all(
                                   half=True)
         progress.unlink(missing_ok=True)
         yield ShipOutcome(arch, "trained", record, resumed_from)
-
-
-def _resumable_trainer(config: TrainConfig, progress: Path, inner: Callback, *, device: str | None,
-                       data_root: str | None) -> Trainer:
-    """A trainer that checkpoints every epoch into ``progress``, continued from it when it is usable."""
-
-    def fresh() -> Trainer:
-        trainer = Trainer(config, device=device, data_root=data_root)
-        trainer.callback = _SaveEveryEpoch(inner, trainer, progress)
-        return trainer
-
-    trainer = fresh()
-    if progress.exists():
-        try:
-            checkpoints.load_progress(trainer, progress)
-        except checkpoints.CheckpointError:
-            # another recipe, an older format or a damaged file: start afresh, with a trainer that
-            # the failed load cannot have changed part-way
-            progress.unlink()
-            trainer = fresh()
-    return trainer
 
 
 def _shipped_summary(result: TrainResult, folder: Path, arch: str, dataset: str) -> dict:
