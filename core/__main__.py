@@ -343,7 +343,8 @@ def cmd_cgan_sample(args: argparse.Namespace) -> int:
         write_png(gan.make_grid(images, columns=columns), out)
         written = [out]
     else:
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file: name a .png for one grid, or a folder for one PNG each")
         written = [out / f"{i:04d}-{label}.png" for i, label in enumerate(labels)]
         for image, path in zip(images, written, strict=True):
             write_png(image, path)
@@ -355,7 +356,7 @@ def cmd_cgan_sample(args: argparse.Namespace) -> int:
 
 
 def write_png(pixels, path: Path) -> None:
-    path.write_bytes(gan.png_bytes(pixels))
+    checkpoints.write_atomic(path, gan.png_bytes(pixels))  # makes the folder; a failure says which file
 
 
 def cmd_cgan_export(args: argparse.Namespace) -> int:

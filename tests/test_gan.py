@@ -208,6 +208,17 @@ def test_the_command_line_trains_samples_exports_and_scores(tmp_path):
     assert len(scores["diversity_ratio"]) == 10 and scores["cas"] is None and scores["fid"] > scores["fid_reference"]
 
 
+def test_sample_makes_its_folders_and_refuses_a_file_as_a_folder(tmp_path, capsys):
+    from core.__main__ import main
+
+    assert main(["cgan", "sample", "--n", "4", "--out", str(tmp_path / "new" / "deeper" / "grid.png")]) == 0
+    assert (tmp_path / "new" / "deeper" / "grid.png").exists()
+    (tmp_path / "taken").write_text("not a folder")
+    assert main(["cgan", "sample", "--n", "4", "--out", str(tmp_path / "taken")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "not a folder"  # nothing lost
+
+
 def test_no_generator_yet_is_a_clear_error(tmp_path, monkeypatch, capsys):
     from core.__main__ import main
 
