@@ -118,7 +118,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 # Flags that override single fields of the architecture's recipe (None: keep the recipe's).
 _OVERRIDES = ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing",
-              "augment", "val_split", "patience", "seed", "limit", "width", "momentum", "nesterov")
+              "augment", "warp", "erase", "val_split", "patience", "seed", "limit", "width", "momentum", "nesterov")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -470,7 +470,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--schedule", choices=SCHEDULES)
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--label-smoothing", type=float)
-    _bool_flag(train, "augment", "random shifts, rotations and scales")
+    _bool_flag(train, "augment", "random shifts (and mirroring, on Fashion-MNIST)")
+    _bool_flag(train, "warp", "with --augment: small random rotations and scales too")
+    train.add_argument("--erase", type=float, metavar="P",
+                       help="with --augment: share of images with a random rectangle erased (0 to 1)")
     train.add_argument("--val-split", type=float, help="fraction held out for validation (default 0.1)")
     train.add_argument("--patience", type=int, help="early stopping after N epochs without improvement; 0: off")
     train.add_argument("--seed", type=int)

@@ -150,11 +150,14 @@ def augment(
     max_degrees: float = 10.0,
     scale: tuple[float, float] = (0.9, 1.1),
     mirror: bool = False,
+    whole_pixels: bool = False,
     fill: float = 0.0,
 ) -> torch.Tensor:
     """Random shifts (pixels), rotations and scales, one affine warp for the whole batch; with
     ``mirror``, half the images (at random) are also flipped left to right.
 
+    With ``whole_pixels`` the shifts are whole pixels, so that, with no rotation or scale, every
+    pixel is copied and the picture stays as sharp as the test images (a fractional shift blurs it).
     ``fill`` is the value of uncovered pixels: the normalised background, so that the border
     looks like paper and not like ink.
     """
@@ -163,8 +166,11 @@ def augment(
     angle = (rand[:, 0] * 2 - 1) * math.radians(max_degrees)
     zoom = scale[0] + rand[:, 1] * (scale[1] - scale[0])
     # affine_grid works in [-1, 1] coordinates: a shift of one pixel is 2 / size.
-    shift_x = (rand[:, 2] * 2 - 1) * max_shift * 2 / w
-    shift_y = (rand[:, 3] * 2 - 1) * max_shift * 2 / h
+    if whole_pixels:
+        shift = (rand[:, 2:] * (2 * math.floor(max_shift) + 1)).floor() - math.floor(max_shift)
+    else:
+        shift = (rand[:, 2:] * 2 - 1) * max_shift
+    shift_x, shift_y = shift[:, 0] * 2 / w, shift[:, 1] * 2 / h
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
         [torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1
@@ -175,6 +181,34 @@ def augment(
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out + fill
+
+
+def erase(
+    x: torch.Tensor,
+    share: float,
+    *,
+    generator: torch.Generator | None = None,
+    area: tuple[float, float] = (0.02, 0.4),
+    max_aspect: float = 3.3,
+) -> torch.Tensor:
+    """Random erasing (Zhong et al., 2017): in ``share`` of the images, picked at random, one rectangle
+    covering ``area`` of the picture, with an aspect ratio up to ``max_aspect`` either way, becomes
+    noise, so that a network cannot lean on any one part of a garment or a digit.
+    """
+    n, _, h, w = x.shape
+    rand = torch.rand(n, 5, generator=generator)  # a CPU generator keeps runs seeded
+    size = (area[0] + rand[:, 0] * (area[1] - area[0])) * h * w
+    aspect = max_aspect ** (rand[:, 1] * 2 - 1)  # log-uniform: as many tall rectangles as wide ones
+    height = (size * aspect).sqrt().round().clamp(1, h)
+    width = (size / aspect).sqrt().round().clamp(1, w)
+    top = (rand[:, 2] * (h - height + 1)).floor()
+    left = (rand[:, 3] * (w - width + 1)).floor()
+    rows, cols = torch.arange(h), torch.arange(w)
+    inside_rows = (rows >= top[:, None]) & (rows < (top + height)[:, None])  # N x H
+    inside_cols = (cols >= left[:, None]) & (cols < (left + width)[:, None])  # N x W
+    erased = inside_rows[:, :, None] & inside_cols[:, None, :] & (rand[:, 4] < share)[:, None, None]
+    noise = torch.randn(x.shape, generator=generator)  # normalised images: noise of the pixels' own spread
+    return torch.where(erased[:, None].to(x.device), noise.to(x.device, x.dtype), x)
 
 
 def background(dataset: str) -> float:

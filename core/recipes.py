@@ -89,7 +89,7 @@ def train_all(
     for arch in archs or list_models():
         config = replace(recipe(arch, dataset), **(overrides or {}))
         done = {r.arch: r for r in checkpoints.read_manifest(folder) if r.dataset == dataset and r.name == arch}
-        if arch in done and done[arch].config == asdict(config):
+        if arch in done and _same_config(done[arch].config, config):
             yield ShipOutcome(arch, "skipped", done[arch])
             continue
         progress = folder / ".progress" / dataset / f"{arch}.safetensors"
@@ -113,6 +113,11 @@ def train_all(
                                   half=True)
         progress.unlink(missing_ok=True)
         yield ShipOutcome(arch, "trained", record, resumed_from)
+
+
+def _same_config(saved: dict, config: TrainConfig) -> bool:
+    # A setting added after a model was saved did then what its default does now.
+    return {**asdict(TrainConfig()), **saved} == asdict(config)
 
 
 def _shipped_summary(result: TrainResult, folder: Path, arch: str, dataset: str) -> dict:

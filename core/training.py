@@ -41,7 +41,9 @@ class TrainConfig:
     schedule: str = "onecycle"  # constant | cosine | onecycle, stepped every batch
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
-    augment: bool = True  # random shifts, small rotations and scales
+    augment: bool = True  # random shifts, and mirroring where the dataset allows it
+    warp: bool = True  # with augment: rotations (up to 10 degrees), scales (0.9 to 1.1), fractional shifts
+    erase: float = 0.0  # with augment: share of images with a random rectangle erased (random erasing)
     val_split: float = 0.1  # held out of the training split, seeded
     patience: int = 3  # epochs without a better validation loss before stopping; 0: never
     seed: int = 0
@@ -62,6 +64,7 @@ class TrainConfig:
             ("schedule", self.schedule in SCHEDULES, f"one of {SCHEDULES}"),
             ("weight_decay", 0 <= self.weight_decay < 1, "in [0, 1)"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+            ("erase", 0 <= self.erase <= 1, "in [0, 1]"),
             ("val_split", 0 <= self.val_split <= 0.5, "between 0 and 0.5"),
             ("patience", self.patience >= 0, "0 (off) or more"),
             ("limit", self.limit is None or self.limit >= 10, "at least 10 images"),
@@ -278,6 +281,7 @@ def _make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
 
 
 StopFlag = Callable[[], bool]
+_SHIFTS_ONLY = dict(max_degrees=0.0, scale=(1.0, 1.0), whole_pixels=True)
 
 
 class Trainer:
@@ -430,7 +434,10 @@ class Trainer:
                 return False
             x = data.normalize(images, config.dataset)
             if config.augment:
-                x = data.augment(x, generator=self.generator, fill=self.background, mirror=self.mirror)
+                x = data.augment(x, generator=self.generator, fill=self.background, mirror=self.mirror,
+                                 **({} if config.warp else _SHIFTS_ONLY))
+                if config.erase:  # drawn only when asked for: runs without erasing keep their random stream
+                    x = data.erase(x, config.erase, generator=self.generator)
             if use_channels_last(device):
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device):

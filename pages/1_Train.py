@@ -1,5 +1,7 @@
 """Train: any architecture on either dataset, live curves, runs shared by the whole server."""
 
+from dataclasses import replace
+
 import streamlit as st
 
 import ui
@@ -7,7 +9,7 @@ from core import data
 from core.jobs import JobSnapshot
 from core.models import get_card, list_models
 from core.recipes import recipe
-from core.training import OPTIMIZERS, SCHEDULES, TrainConfig
+from core.training import OPTIMIZERS, SCHEDULES
 
 TEXT = {
     "title": "Train",
@@ -17,7 +19,8 @@ TEXT = {
     "settings": "Hyperparameters (defaults: this architecture's recipe)",
     "optimizer": "Optimizer", "lr": "Learning rate", "schedule": "Schedule", "batch": "Batch size",
     "epochs": "Epochs", "weight_decay": "Weight decay", "smoothing": "Label smoothing",
-    "augment": "Augmentation (shifts, rotations, scales)", "val": "Validation split",
+    "augment": "Augmentation (random shifts; mirroring for clothes)", "warp": "… and rotations, scales",
+    "erase": "… and random erasing (share of images)", "val": "Validation split",
     "patience": "Early stopping patience (epochs, 0 = off)", "seed": "Seed", "images": "Training images",
     "name": "Run name", "start": "Start training",
     "live": "Runs", "nothing": "No runs yet on this server: start one above.",
@@ -56,7 +59,7 @@ with settings, st.form("settings"):
                             format_func=lambda v: f"{v:g}", key=f"lr-{k}")
     batch_size = right.select_slider(TEXT["batch"], [16, 32, 64, 128, 256, 512], value=default.batch_size,
                                      key=f"batch-{k}")
-    epochs = left.slider(TEXT["epochs"], 1, 30, default.epochs, key=f"epochs-{k}")
+    epochs = left.slider(TEXT["epochs"], 1, max(30, default.epochs), default.epochs, key=f"epochs-{k}")
     weight_decay = right.select_slider(TEXT["weight_decay"], sorted(set(WEIGHT_DECAYS + [default.weight_decay])),
                                        value=default.weight_decay, format_func=lambda v: f"{v:g}", key=f"wd-{k}")
     label_smoothing = left.slider(TEXT["smoothing"], 0.0, 0.3, default.label_smoothing, 0.05, key=f"ls-{k}")
@@ -66,13 +69,14 @@ with settings, st.form("settings"):
     limit = left.select_slider(TEXT["images"], list(IMAGE_LIMITS), value=None, format_func=IMAGE_LIMITS.get,
                                key=f"limit-{k}")
     augment = right.toggle(TEXT["augment"], default.augment, key=f"aug-{k}")
+    warp = left.toggle(TEXT["warp"], default.warp, key=f"warp-{k}")
+    erase = right.slider(TEXT["erase"], 0.0, 1.0, default.erase, 0.25, key=f"erase-{k}")
     name = st.text_input(TEXT["name"], f"{arch}-{owner[:4]}", max_chars=60, key=f"name-{k}")
     if st.form_submit_button(TEXT["start"], type="primary", icon=":material/play_arrow:"):
-        config = TrainConfig(
-            arch=arch, dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-            momentum=default.momentum, nesterov=default.nesterov, schedule=schedule, weight_decay=weight_decay,
-            label_smoothing=label_smoothing, augment=augment, val_split=val_split, patience=int(patience),
-            seed=int(seed), limit=limit,
+        config = replace(
+            default, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
+            weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment, warp=warp, erase=erase,
+            val_split=val_split, patience=int(patience), seed=int(seed), limit=limit,
         )
         ui.submit_job(config, name=name, owner=owner, shown_key="shown_job")
 

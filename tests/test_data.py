@@ -95,6 +95,24 @@ def test_mirroring_flips_about_half_the_images_and_nothing_else(mnist_train):
     assert data.get_spec("fashion").mirror and not data.get_spec("mnist").mirror  # a mirrored 7 is no digit
 
 
+def test_erasing_replaces_one_rectangle_per_chosen_image_and_nothing_else(mnist_train):
+    x = data.normalize(mnist_train.images[:400], "mnist")
+    out = data.erase(x, 0.5, generator=torch.Generator().manual_seed(2))
+    changed = (out != x)[:, 0]  # N x 28 x 28
+    touched = changed.flatten(1).any(1)
+    assert 150 < int(touched.sum()) < 250
+    for mask in changed[touched]:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        box = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        # one rectangle (noise may equal a pixel by chance, so allow a few), of 2 % to 40 % of the image
+        assert box.float().mean() > 0.95
+        assert 0.01 * 784 <= box.numel() <= 0.45 * 784
+        assert 1 / 3.5 <= len(rows) / len(cols) <= 3.5 or min(len(rows), len(cols)) <= 2
+    assert torch.equal(out, data.erase(x, 0.5, generator=torch.Generator().manual_seed(2)))
+    assert torch.equal(data.erase(x, 0.0), x)
+    assert bool((data.erase(x, 1.0) != x).flatten(1).any(1).all())
+
+
 def test_missing_files_offline_name_the_folder_and_the_variable(tmp_path, monkeypatch):
     from torchvision import datasets
 

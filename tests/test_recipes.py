@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from core import checkpoints
@@ -56,6 +58,20 @@ def test_saved_models_are_skipped_until_the_recipe_changes(tmp_path):
     [changed] = train_all("mnist", folder=tmp_path, archs=["lenet5"], overrides=dict(TINY, epochs=1))
     assert changed.status == "trained" and changed.record.epochs == 1
     assert [r.name for r in checkpoints.read_manifest(tmp_path)] == ["lenet5"]
+
+
+def test_a_model_saved_before_a_setting_existed_counts_as_trained_with_its_default(tmp_path):
+    # Manifests written before `warp` and `erase` existed lack them; those runs warped and never erased.
+    [first] = train_all("mnist", folder=tmp_path, archs=["lenet5"], overrides=TINY)
+    manifest = tmp_path / "manifest.json"
+    saved = json.loads(manifest.read_text())
+    for entry in saved["models"]:
+        del entry["config"]["warp"], entry["config"]["erase"]
+    manifest.write_text(json.dumps(saved))
+    [again] = train_all("mnist", folder=tmp_path, archs=["lenet5"], overrides=TINY)
+    assert again.status == "skipped"
+    [changed] = train_all("mnist", folder=tmp_path, archs=["lenet5"], overrides=dict(TINY, erase=0.5))
+    assert changed.status == "trained" and changed.record.config["erase"] == 0.5
 
 
 def test_a_damaged_progress_file_starts_the_model_afresh(tmp_path):

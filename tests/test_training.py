@@ -114,3 +114,29 @@ def test_googlenet_trains_its_auxiliary_heads_and_answers_plainly_in_eval():
     result.model.eval()
     assert isinstance(result.model(data.normalize(torch.zeros(2, 28, 28, dtype=torch.uint8), "mnist")),
                       torch.Tensor)
+
+
+@pytest.mark.parametrize("warp, erase", [(True, 0.0), (False, 0.0), (False, 0.5)])
+def test_the_config_chooses_the_augmentation(monkeypatch, warp, erase):
+    seen = {"warp": [], "erase": []}
+    real_augment, real_erase = data.augment, data.erase
+
+    def spy_augment(x, **options):
+        seen["warp"].append(options.get("max_degrees", 10.0) > 0)
+        return real_augment(x, **options)
+
+    def spy_erase(x, share, **options):
+        seen["erase"].append(share)
+        return real_erase(x, share, **options)
+
+    monkeypatch.setattr(data, "augment", spy_augment)
+    monkeypatch.setattr(data, "erase", spy_erase)
+    config = TrainConfig(arch="mlp", epochs=1, batch_size=100, limit=300, val_split=0, warp=warp, erase=erase)
+    Trainer(config).fit()
+    assert seen["warp"] == [warp] * 3
+    assert seen["erase"] == ([erase] * 3 if erase else [])
+
+
+def test_an_erase_share_outside_0_to_1_is_refused():
+    with pytest.raises(ValueError, match="erase must be in"):
+        TrainConfig(erase=1.5).validate()
