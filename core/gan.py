@@ -491,12 +491,18 @@ def save_generator(result: GanResult, *, folder: Path, scores: Scores, name: str
     checkpoints.write_weights(generator, folder / file, metadata, half=half)
     summary = result.summary()
     record = checkpoints.ModelRecord(
-        name=name, arch=ARCH, dataset=dataset, file=file, test_accuracy=round(scores.agreement, 2),
+        name=name, arch=ARCH, dataset=dataset, file=file, test_accuracy=0.0,
         epochs=summary["epochs"], seconds=summary["seconds"], device=summary["device"],
         date=checkpoints.now(), code_version=checkpoints.code_version(),
-        config=summary["config"], history=summary["history"], scores=scores.to_json(), folder=folder,
+        config=summary["config"], history=summary["history"], folder=folder,
     )
-    checkpoints.add_record(folder, record)
+    return record_scores(record, scores)
+
+
+def record_scores(record: checkpoints.ModelRecord, scores: Scores) -> checkpoints.ModelRecord:
+    """Write a generator's scores into its manifest entry (its test accuracy: the label agreement)."""
+    record = replace(record, test_accuracy=round(scores.agreement, 2), scores=scores.to_json())
+    checkpoints.add_record(record.folder, record)
     return record
 
 

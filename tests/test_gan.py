@@ -229,6 +229,35 @@ def test_no_generator_yet_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_score_ship_records_new_scores_for_the_shipped_generator_alone(short_run, tmp_path, monkeypatch, capsys):
+    # The best shipped classifier judges; when a better one ships, the generator's scores are redone.
+    from core.__main__ import main
+
+    weights = tmp_path / "weights"
+    monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", weights)
+    monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path / "runs"))
+    old = gan.Scores(50.0, [50.0] * 10, [99.0] * 10, [1.0] * 10, 1.0, 0.1, 90.0, "lenet5", 99.0)
+    shipped = gan.save_generator(short_run[0], folder=weights, scores=old, half=True)
+    lenet = checkpoints.save(get_model("lenet5"), name="lenet5", arch="lenet5", dataset="mnist", folder=weights,
+                             summary={"test_accuracy": 1, "epochs": 1, "seconds": 1, "device": "CPU"})
+    new = gan.Scores(80.0, [80.0] * 10, [99.5] * 10, [0.9] * 10, 0.5, 0.1, 95.0, "resnet18", 99.6)
+    scored = []
+    monkeypatch.setattr(gan, "score", lambda generator, dataset, **options: scored.append(options) or new)
+
+    assert main(["cgan", "score", "--ship", "--cas", "0"]) == 2
+    assert "--ship scores the shipped generator as `cgan train --ship` does" in capsys.readouterr().err
+    assert main(["cgan", "score", "--ship", "--dataset", "fashion"]) == 2
+    assert "no shipped fashion generator" in capsys.readouterr().err
+    assert scored == [] and checkpoints.read_manifest(weights) == [shipped, lenet]  # unchanged
+
+    assert main(["cgan", "score", "--ship"]) == 0
+    assert scored[0]["per_class"] == 1000 and scored[0]["cas_images"] == 60_000
+    [generator] = [r for r in checkpoints.read_manifest(weights) if r.arch == gan.ARCH]
+    assert generator.scores == new.to_json() and generator.test_accuracy == 80.0
+    assert (generator.file, generator.history, generator.date) == (shipped.file, shipped.history, shipped.date)
+    assert lenet in checkpoints.read_manifest(weights)
+
+
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="epochs must be at least 1"):
         gan.GanConfig(epochs=0).validate()
