@@ -51,6 +51,11 @@ class TrainConfig:
     width: float = 1.0  # channel multiplier of the architecture
     log_every: int = 20  # batches between progress events (and host syncs on a GPU)
 
+    def matches(self, saved: dict) -> bool:
+        """Whether a config saved in a manifest is this one."""
+        # A setting added after a model was saved did then what its default does now.
+        return {**asdict(TrainConfig()), **saved} == asdict(self)
+
     def validate(self) -> None:
         """Raise ValueError naming the first unusable setting."""
         get_card(self.arch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import torch
 
@@ -27,6 +28,15 @@ def test_every_architecture_has_a_valid_recipe():
         config = recipe(arch, "fashion")
         config.validate()
         assert (config.arch, config.dataset) == (arch, "fashion")
+
+
+def test_fashion_recipes_change_only_what_they_name():
+    for arch in list_models():
+        mnist, fashion = asdict(recipe(arch, "mnist")), asdict(recipe(arch, "fashion"))
+        changed = {k for k in mnist if mnist[k] != fashion[k]} - {"dataset"}
+        assert mnist["warp"] and mnist["erase"] == 0  # a mirrored or erased digit can become another digit
+        assert changed <= {"epochs", "warp", "erase"}, arch
+    assert not recipe("resnet18", "fashion").warp and recipe("resnet18", "fashion").erase > 0
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
