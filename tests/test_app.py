@@ -77,6 +77,26 @@ def test_a_tiny_run_goes_from_start_to_a_saved_model():
     assert [m.label for m in at.metric][-3:] == ["Test accuracy", "Best epoch", "Training time"]
 
 
+def test_the_settings_start_from_the_recipe_and_reach_the_run():
+    from core import checkpoints
+    from core.recipes import recipe
+
+    at = open_page("pages/1_Train.py")
+    at.sidebar.radio[0].set_value("fashion").run()
+    [arch_box] = [s for s in at.selectbox if s.label == "Architecture"]
+    arch_box.select("resnet18").run()
+    fashion = recipe("resnet18", "fashion")
+    [epochs] = [s for s in at.slider if s.label == "Epochs"]
+    [warp] = [t for t in at.toggle if t.label.startswith("Rotations and scales")]
+    [erase] = [s for s in at.slider if s.label.startswith("Random erasing")]
+    assert (epochs.value, warp.value, erase.value) == (fashion.epochs, fashion.warp, fashion.erase)
+    at = start(at, arch="resnet18", epochs=1, images=500, name="fashion run")
+    at = run_until(at, lambda at: caption_has(at, "saved"))
+    [run] = [r for r in checkpoints.read_manifest(checkpoints.runs_dir()) if r.name == "fashion run"]
+    assert run.dataset == "fashion" and (run.config["warp"], run.config["erase"]) == (False, fashion.erase)
+    assert run.config["momentum"] == fashion.momentum and run.config["nesterov"] == fashion.nesterov
+
+
 def test_a_stopped_run_shows_as_stopped():
     at = open_page("pages/1_Train.py")
     at = start(at, arch="lenet5", epochs=30, images=None, name="long run")
