@@ -15,10 +15,6 @@ from core.training import evaluate
 MNIST_TARGETS = {"mlp": 98.3, "lenet5": 99.0, "lenet5-relu": 99.2, "simple-cnn": 99.4, "alexnet": 99.4,
                  "zfnet": 99.4, "mobilenet": 99.4, "vgg11": 99.5, "vgg19": 99.5, "googlenet": 99.5,
                  "resnet18": 99.6}
-# Shipped below their target (issue 5 stays open for them): test accuracy of the shipped file. Strict, so
-# that a retrained file that reaches its target fails this list until it is taken off it.
-SHORT_OF_TARGET = {}
-FASHION_SHORT_OF_TARGET: dict[str, float] = {}
 MANIFEST = checkpoints.read_manifest(checkpoints.WEIGHTS_DIR)
 SHIPPED = [r for r in MANIFEST if r.arch in list_models()]  # the classifiers; tests/test_gan.py has the generators
 
@@ -54,11 +50,7 @@ def test_the_files_are_the_trained_ones(arch, mnist_test):
     assert evaluate(model, mnist_test.subset(slice(0, 1000)), "mnist").accuracy >= 98
 
 
-@pytest.mark.parametrize("arch", [
-    pytest.param(arch, marks=pytest.mark.xfail(strict=True, reason=f"shipped at {SHORT_OF_TARGET[arch]} %"))
-    if arch in SHORT_OF_TARGET else arch
-    for arch in MNIST_TARGETS
-])
+@pytest.mark.parametrize("arch", MNIST_TARGETS)
 def test_mnist_accuracy_reaches_its_target(arch):
     assert shipped("mnist", arch).test_accuracy >= MNIST_TARGETS[arch]
 
@@ -90,19 +82,10 @@ def test_the_consensus_of_all_shipped_models_reaches_99_65(mnist_test, test_prob
     assert 100 * (mean.argmax(1) == mnist_test.labels).float().mean().item() >= 99.65
 
 
-def fashion_target(name: str):
-    """Fashion-MNIST figures shipped below their target are strict expected failures, like MNIST's."""
-    if name in FASHION_SHORT_OF_TARGET:
-        return pytest.mark.xfail(strict=True, reason=f"shipped at {FASHION_SHORT_OF_TARGET[name]} %")
-    return lambda test: test
-
-
-@fashion_target("resnet18")
 def test_fashion_resnet_reaches_93_5():
     assert shipped("fashion", "resnet18").test_accuracy >= 93.5
 
 
-@fashion_target("best")
 def test_the_best_fashion_model_reaches_94():
     assert max(r.test_accuracy for r in SHIPPED if r.dataset == "fashion") >= 94
 
