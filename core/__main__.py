@@ -319,7 +319,8 @@ def cmd_cgan_train(args: argparse.Namespace) -> int:
     print("scoring: label agreement, diversity, FID" + (", classification score" if args.ship else "") + " ...",
           file=sys.stderr, flush=True)
     scores = gan.score(result.generator, args.dataset,
-                       per_class=1000 if args.ship else 200, cas_images=60_000 if args.ship else 0,
+                       per_class=gan.SHIPPED_PER_CLASS if args.ship else 200,
+                       cas_images=gan.SHIPPED_CAS_IMAGES if args.ship else 0,
                        data_root=args.data)
     folder = checkpoints.WEIGHTS_DIR if args.ship else checkpoints.runs_dir()
     name = gan.ARCH if args.ship else args.name or f"{gan.ARCH}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -376,18 +377,18 @@ def cmd_cgan_export(args: argparse.Namespace) -> int:
 def cmd_cgan_score(args: argparse.Namespace) -> int:
     if args.ship:
         # the manifest's scores must be comparable with those of `cgan train --ship`
-        if args.weights or args.per_class != 1000 or args.cas != 60_000:
+        if args.weights or (args.per_class, args.cas) != (gan.SHIPPED_PER_CLASS, gan.SHIPPED_CAS_IMAGES):
             raise ValueError("--ship scores the shipped generator as `cgan train --ship` does: "
                              "leave out --weights, --per-class and --cas")
-        shipped = [r for r in gan.list_generators(args.dataset) if r.shipped]
-        if not shipped:
+        record = gan.find_generator(args.dataset)  # the shipped one, if there is one
+        if record is None or not record.shipped:
             raise ValueError(f"no shipped {args.dataset} generator: make one with `python -m core cgan train --ship`")
-        generator = gan.load_generator(shipped[0].path)
+        generator = gan.load_generator(record.path)
     else:
         generator = _generator(args)
     scores = gan.score(generator, args.dataset, per_class=args.per_class, cas_images=args.cas, data_root=args.data)
     if args.ship:
-        record = gan.record_scores(shipped[0], scores)
+        gan.record_scores(record, scores)
         print(f"scores recorded in {record.folder / checkpoints.MANIFEST}", file=sys.stderr)
     if args.json:
         emit(scores.to_json())
@@ -484,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--label-smoothing", type=float)
     _bool_flag(train, "augment", "random shifts (and mirroring, on Fashion-MNIST)")
-    _bool_flag(train, "warp", "with --augment: small random rotations and scales too")
+    _bool_flag(train, "warp", "with --augment: small random rotations and scales too (--no-warp: whole-pixel "
+                              "shifts only, which keep pictures sharp)")
     train.add_argument("--erase", type=float, metavar="P",
                        help="with --augment: share of images with a random rectangle erased (0 to 1)")
     train.add_argument("--val-split", type=float, help="fraction held out for validation (default 0.1)")
@@ -539,8 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--n", type=positive, default=6000)
             sub.add_argument("--out", required=True, help="fake.csv, fake.npz or fake.pt")
         else:
-            sub.add_argument("--per-class", type=positive, default=1000, help="generated digits per class")
-            sub.add_argument("--cas", type=int, default=60_000, metavar="N",
+            sub.add_argument("--per-class", type=positive, default=gan.SHIPPED_PER_CLASS,
+                             help="generated digits per class")
+            sub.add_argument("--cas", type=int, default=gan.SHIPPED_CAS_IMAGES, metavar="N",
                              help="train a LeNet on N generated digits and test it on real ones (0: skip)")
             sub.add_argument("--ship", action="store_true",
                              help="score the shipped generator and record the scores in weights/manifest.json "

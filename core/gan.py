@@ -30,6 +30,8 @@ from core.training import Progress, TrainingError, describe_device, evaluate, re
 
 LATENT = 64  # length of the noise vector z
 ARCH = "cgan-generator"  # how generators are named in the manifests and file metadata
+# A shipped generator is scored in full: images per class, and generated images for the classification score.
+SHIPPED_PER_CLASS, SHIPPED_CAS_IMAGES = 1000, 60_000
 
 
 class Generator(nn.Module):
@@ -424,7 +426,7 @@ def score(
     dataset: str,
     *,
     judge: checkpoints.ModelRecord | None = None,
-    per_class: int = 1000,
+    per_class: int = SHIPPED_PER_CLASS,
     cas_images: int = 0,
     seed: int = 0,
     data_root: str | None = None,
@@ -460,7 +462,8 @@ def score(
 
 
 def classification_accuracy_score(
-    generator: Generator, dataset: str, *, images: int = 60_000, seed: int = 0, data_root: str | None = None
+    generator: Generator, dataset: str, *, images: int = SHIPPED_CAS_IMAGES, seed: int = 0,
+    data_root: str | None = None,
 ) -> float:
     """Train a LeNet on generated digits only (labels uniform) and test it on the real test set.
 
@@ -491,19 +494,24 @@ def save_generator(result: GanResult, *, folder: Path, scores: Scores, name: str
     checkpoints.write_weights(generator, folder / file, metadata, half=half)
     summary = result.summary()
     record = checkpoints.ModelRecord(
-        name=name, arch=ARCH, dataset=dataset, file=file, test_accuracy=0.0,
-        epochs=summary["epochs"], seconds=summary["seconds"], device=summary["device"],
-        date=checkpoints.now(), code_version=checkpoints.code_version(),
-        config=summary["config"], history=summary["history"], folder=folder,
+        name=name, arch=ARCH, dataset=dataset, file=file, epochs=summary["epochs"], seconds=summary["seconds"],
+        device=summary["device"], date=checkpoints.now(), code_version=checkpoints.code_version(),
+        config=summary["config"], history=summary["history"], folder=folder, **_score_fields(scores),
     )
-    return record_scores(record, scores)
+    checkpoints.add_record(folder, record)
+    return record
 
 
 def record_scores(record: checkpoints.ModelRecord, scores: Scores) -> checkpoints.ModelRecord:
-    """Write a generator's scores into its manifest entry (its test accuracy: the label agreement)."""
-    record = replace(record, test_accuracy=round(scores.agreement, 2), scores=scores.to_json())
+    """Put new scores into a generator's manifest entry (after a new judge ships, say)."""
+    record = replace(record, **_score_fields(scores))
     checkpoints.add_record(record.folder, record)
     return record
+
+
+def _score_fields(scores: Scores) -> dict:
+    # A generator's "test accuracy" in the manifest is its label agreement.
+    return {"test_accuracy": round(scores.agreement, 2), "scores": scores.to_json()}
 
 
 def load_generator(path: Path | str) -> Generator:

@@ -26,6 +26,7 @@ from core.models import get_card, get_model
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers, as in the paper
+_SHIFTS_ONLY = dict(max_degrees=0.0, scale=(1.0, 1.0), whole_pixels=True)  # augmentation with warp off
 
 
 @dataclass
@@ -286,7 +287,6 @@ def _make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
 
 
 StopFlag = Callable[[], bool]
-_SHIFTS_ONLY = dict(max_degrees=0.0, scale=(1.0, 1.0), whole_pixels=True)
 
 
 class Trainer:

@@ -251,7 +251,7 @@ def test_score_ship_records_new_scores_for_the_shipped_generator_alone(short_run
     assert scored == [] and checkpoints.read_manifest(weights) == [shipped, lenet]  # unchanged
 
     assert main(["cgan", "score", "--ship"]) == 0
-    assert scored[0]["per_class"] == 1000 and scored[0]["cas_images"] == 60_000
+    assert scored[0]["per_class"] == 1000 and scored[0]["cas_images"] == 60_000  # as `cgan train --ship`
     [generator] = [r for r in checkpoints.read_manifest(weights) if r.arch == gan.ARCH]
     assert generator.scores == new.to_json() and generator.test_accuracy == 80.0
     assert (generator.file, generator.history, generator.date) == (shipped.file, shipped.history, shipped.date)
