@@ -6,6 +6,7 @@ more than one page needs. Nothing here trains, predicts or measures.
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import plotly.graph_objects as go
@@ -28,6 +29,11 @@ PAGES = [
     ("pages/4_Inside.py", "Inside", ":material/visibility:"),
     ("pages/5_Generate.py", "Generate", ":material/auto_awesome:"),
 ]
+
+
+def plain(text: str) -> str:
+    """A name typed by a student, shown as text inside Markdown: no images, links, headings or colours."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])", r"\\\1", text)
 
 
 @st.cache_resource
@@ -81,6 +87,8 @@ def sidebar() -> str:
         )
         counts = {name: len(checkpoints.find_models(name)) for name in data.DATASETS}
         st.caption(" · ".join(f"{data.DATASETS[n].title}: {c} trained models" for n, c in counts.items()))
+        for problem in checkpoints.manifest_problems():  # a broken manifest hides its models alone: say so
+            st.warning(problem, icon=":material/warning:")
         jobs = [j for j in job_manager().snapshots() if j.active]
         if jobs:
             running = sum(j.status in ("running", "stopping") for j in jobs)
@@ -107,7 +115,7 @@ def submit_job(config: JobConfig, *, name: str, owner: str, shown_key: str) -> N
         st.error(str(error))
         return
     st.session_state[shown_key] = job_id
-    st.toast(JOB_TEXT["started"].format(name=job_manager().snapshot(job_id).name))
+    st.toast(JOB_TEXT["started"].format(name=plain(job_manager().snapshot(job_id).name)))
 
 
 def pick_job(jobs: list[JobSnapshot], *, owner: str, shown_key: str) -> JobSnapshot:
@@ -128,7 +136,7 @@ def pick_job(jobs: list[JobSnapshot], *, owner: str, shown_key: str) -> JobSnaps
 def job_status(job: JobSnapshot, *, owner: str) -> JobSnapshot:
     """A run's title and status line, its stop button (for the session that started it), its place
     in the queue, its progress bar and its failure; returns the snapshot as it is after a stop."""
-    st.subheader(f"{STATUS_ICON[job.status]} {job.name} — {job.title}")
+    st.subheader(f"{STATUS_ICON[job.status]} {plain(job.name)} — {job.title}")
     st.caption(f"{job.status} · {job.phase}" + (f" · {job.device}" if job.device else ""))
     if job.owner == owner and job.active and st.button(JOB_TEXT["stop"], key=f"stop-{job.id}",
                                                        icon=":material/stop:"):

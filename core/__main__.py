@@ -93,7 +93,18 @@ class ConsoleProgress(Callback):
 
 
 def emit(document: object) -> None:
-    print(json.dumps(document, indent=1))
+    """One JSON document on stdout; a number that is not finite becomes null, since JSON has no NaN."""
+    print(json.dumps(_finite(document), indent=1, allow_nan=False, ensure_ascii=False))
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 # --- list -------------------------------------------------------------------------------------
@@ -127,31 +138,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.all:
         return train_every_architecture(args, overrides, out)
     config = replace(recipe(args.arch, args.dataset), **overrides)
+    # Everything that could refuse the run is checked before it trains, not after.
+    config.validate()
+    folder = checkpoints.WEIGHTS_DIR if args.ship else checkpoints.runs_dir()
+    name = config.arch if args.ship else checkpoints.check_name(args.name or config.arch)
+    checkpoints.check_writable(folder)
     print(f"training {config.arch} on {data.get_spec(config.dataset).title} "
           f"({config.optimizer}, lr {config.lr:g}, {config.schedule}, batch {config.batch_size}, "
           f"{config.epochs} epochs)", file=out, flush=True)
     trainer = Trainer(config, device=args.device, data_root=args.data, callback=ConsoleProgress(out))
     result = trainer.fit()
     summary = result.summary()
-    if args.ship:
-        folder, name = checkpoints.WEIGHTS_DIR, config.arch
-    else:
-        folder = checkpoints.runs_dir()
-        name = args.name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     record = checkpoints.save(result.model, name=name, arch=config.arch, dataset=config.dataset,
-                              summary=summary, folder=folder, half=args.ship)
+                              summary=summary, folder=folder, half=args.ship, overwrite=args.ship)
     summary["saved_to"] = str(record.path)
     if args.json:
         emit(summary)
     else:
         print(f"test accuracy {result.test_accuracy:.2f}%  ({result.status}, best epoch {result.best_epoch}, "
               f"{result.seconds:.0f} s, {result.train_samples_per_s:,.0f} train img/s on {result.device})")
-        print(f"saved {record.path}")
+        if result.divergence:
+            print(result.divergence)
+        print(f"saved {record.path}" + (f" as “{record.name}”" if record.name != name else ""))
     return 0
 
 
 def train_every_architecture(args: argparse.Namespace, overrides: dict, out: TextIO) -> int:
     folder = checkpoints.WEIGHTS_DIR if args.ship else checkpoints.runs_dir()
+    checkpoints.check_writable(folder)
     outcomes = []
     for outcome in train_all(args.dataset, folder=folder, overrides=overrides, device=args.device,
                              data_root=args.data, callback=lambda arch: ConsoleProgress(out, f"{arch}: ")):
@@ -194,11 +208,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
             result = f"{row['test_accuracy']:6.2f}%" if "test_accuracy" in row else f"error: {row['error']}"
             print(f"{record.dataset:<8} {record.name:<28} {result}  (manifest {record.test_accuracy:.2f}%)",
                   flush=True)
+    leftovers = [str(p) for folder in (checkpoints.WEIGHTS_DIR, checkpoints.runs_dir())
+                 for p in checkpoints.orphans(folder)]
     if args.json:
         emit(rows)
     elif not records:
         print("no trained models found: train one with `python -m core train --arch lenet5`")
+    if leftovers:
+        print(f"warning: {len(leftovers)} weights files that no manifest lists (a save was interrupted): "
+              + ", ".join(leftovers) + "; `python -m core clean` removes them", file=sys.stderr)
     return 1 if failed else 0
+
+
+# --- clean ------------------------------------------------------------------------------------
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    removed = []
+    for folder in (checkpoints.WEIGHTS_DIR, checkpoints.runs_dir()):
+        removed += checkpoints.remove_leftovers(folder)
+        for orphan in checkpoints.orphans(folder):
+            if not args.dry_run:
+                orphan.unlink()
+            removed.append(orphan)
+    if args.json:
+        emit({"removed" if not args.dry_run else "would_remove": [str(p) for p in removed]})
+    else:
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{verb} {len(removed)} files" + "".join(f"\n  {p}" for p in removed))
+    return 0
 
 
 # --- bench ------------------------------------------------------------------------------------
@@ -301,6 +338,10 @@ def _generator(args: argparse.Namespace) -> gan.Generator:
 def cmd_cgan_train(args: argparse.Namespace) -> int:
     config = gan.GanConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                            limit=args.limit)
+    config.validate()
+    folder = checkpoints.WEIGHTS_DIR if args.ship else checkpoints.runs_dir()
+    name = gan.ARCH if args.ship else checkpoints.check_name(args.name or gan.ARCH)
+    checkpoints.check_writable(folder)
     out = sys.stderr if args.json else sys.stdout
     progress = ConsoleProgress(out)
 
@@ -322,9 +363,7 @@ def cmd_cgan_train(args: argparse.Namespace) -> int:
                        per_class=gan.SHIPPED_PER_CLASS if args.ship else 200,
                        cas_images=gan.SHIPPED_CAS_IMAGES if args.ship else 0,
                        data_root=args.data)
-    folder = checkpoints.WEIGHTS_DIR if args.ship else checkpoints.runs_dir()
-    name = gan.ARCH if args.ship else args.name or f"{gan.ARCH}-{time.strftime('%Y%m%d-%H%M%S')}"
-    record = gan.save_generator(result, folder=folder, scores=scores, name=name, half=args.ship)
+    record = gan.save_generator(result, folder=folder, scores=scores, name=name, half=args.ship, overwrite=args.ship)
     summary = {**result.summary(), "scores": scores.to_json(), "saved_to": str(record.path)}
     if args.json:
         emit(summary)
@@ -335,17 +374,19 @@ def cmd_cgan_train(args: argparse.Namespace) -> int:
 
 
 def cmd_cgan_sample(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    grid = out.suffix.lower() == ".png"
+    if not grid and (out.suffix or (out.exists() and not out.is_dir())):
+        raise ValueError(f"--out {out}: name a .png file for one grid, or a folder (no extension) for one PNG each")
+    checkpoints.check_writable(out.parent if grid else out)
     generator = _generator(args)
     digits = gan.synthetic_dataset(generator, args.n, seed=args.seed, label=args.digit)
     images, labels = digits.images.numpy(), digits.labels.tolist()
-    out = Path(args.out)
-    if out.suffix.lower() == ".png":
+    if grid:
         columns = generator.num_classes if args.digit is None else math.ceil(math.sqrt(args.n))
         write_png(gan.make_grid(images, columns=columns), out)
         written = [out]
     else:
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} is a file: name a .png for one grid, or a folder for one PNG each")
         written = [out / f"{i:04d}-{label}.png" for i, label in enumerate(labels)]
         for image, path in zip(images, written, strict=True):
             write_png(image, path)
@@ -365,8 +406,9 @@ def cmd_cgan_export(args: argparse.Namespace) -> int:
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in gan.EXPORT_FORMATS:
         raise ValueError(f"--out must end in .csv, .npz or .pt, got {out.name!r}")
-    dataset = gan.synthetic_dataset(_generator(args), args.n, seed=args.seed)
-    checkpoints.write_atomic(out, gan.encode_dataset(dataset, fmt))
+    checkpoints.check_writable(out.parent)
+    gan.export_dataset(_generator(args), args.n, out, fmt=fmt, seed=args.seed,
+                       on_progress=lambda done, total: step_progress(done, total, "digits made"))
     if args.json:
         emit({"file": str(out), "count": args.n})
     else:
@@ -419,12 +461,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path in args.images:
         row: dict = {"image": path}
         try:
-            stages = preprocess.prepare(preprocess.read_image(Path(path).read_bytes(), name=path), naive=args.naive)
+            stages = preprocess.prepare(preprocess.read_image_file(path), naive=args.naive)
             if stages.empty:
-                raise preprocess.ImageError(f"{path}: no digit found (the picture is blank or nearly so)")
+                raise preprocess.ImageError(f"{path}: no digit found: {stages.problem}")
             row |= ensemble.predict(stages.tensor(args.dataset))[0].to_json(classes)
-        except (OSError, preprocess.ImageError) as error:
-            row["error"] = str(error) if isinstance(error, preprocess.ImageError) else f"{path}: {error.strerror}"
+        except preprocess.ImageError as error:
+            row["error"] = str(error)
             failed += 1
         results.append(row)
         if not args.json:
@@ -442,8 +484,10 @@ def print_prediction(row: dict) -> None:
     print(f"{row['image']}: {consensus['label']} ({100 * consensus['probability']:.1f}% mean probability)")
     for model in row["models"]:
         mark = "" if model["digit"] == consensus["digit"] else "   <- disagrees"
-        print(f"  {model['name']:<28} {model['label']:<12} {100 * model['probability']:5.1f}%  "
+        print(f"  {model['shown_as']:<28} {model['label']:<12} {100 * model['probability']:5.1f}%  "
               f"{model['milliseconds']:6.2f} ms{mark}")
+    for label, reason in row["left_out"].items():
+        print(f"  {label:<28} left out: {reason}")
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -491,10 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --augment: share of images with a random rectangle erased (0 to 1)")
     train.add_argument("--val-split", type=float, help="fraction held out for validation (default 0.1)")
     train.add_argument("--patience", type=int, help="early stopping after N epochs without improvement; 0: off")
-    train.add_argument("--seed", type=int)
+    train.add_argument("--seed", type=seed)
     train.add_argument("--limit", type=int, metavar="N", help="train on the first N images only")
     train.add_argument("--width", type=float, help="channel width multiplier")
-    train.add_argument("--name", help="run name (default: arch and time)")
+    train.add_argument("--name", help="run name, any script (default: the arch; a taken name gets -2, -3, ...)")
     train.add_argument("--ship", action="store_true", help="save into weights/ as the shipped model")
     data_options(train)
 
@@ -517,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
         sub.add_argument("--dataset", default="mnist", choices=list(data.DATASETS))
-        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--seed", type=seed, default=0)
         sub.add_argument("--data", metavar="DIR", help=f"data root (default: ${data.DATA_ENV}, else ./data)")
         return sub
 
@@ -526,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     gan_train.add_argument("--batch-size", type=int, default=128)
     gan_train.add_argument("--limit", type=int, metavar="N", help="train on the first N images only")
     gan_train.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    gan_train.add_argument("--name", help="run name (default: cgan-generator and time)")
+    gan_train.add_argument("--name", help="run name (default: cgan-generator; a taken name gets -2, -3, ...)")
     gan_train.add_argument("--ship", action="store_true", help="save into weights/ as the shipped generator")
     for name, run, help in (("sample", cmd_cgan_sample, "generated digits as one grid PNG or a folder of PNGs"),
                             ("export", cmd_cgan_export, "a synthetic dataset as CSV (label, 784 pixels), .npz or .pt"),
@@ -549,6 +593,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="score the shipped generator and record the scores in weights/manifest.json "
                                   "(the most accurate shipped classifier judges: rescore when it changes)")
 
+    clean = command("clean", cmd_clean, "remove what interrupted saves left behind: temporary files, and weights "
+                                         "files that no manifest lists")
+    clean.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+
     bench = command("bench", cmd_bench, "measured speed: the training pipeline and drawing to answers, or with "
                                          "--zoo every trained model side by side")
     bench.add_argument("--dataset", choices=list(data.DATASETS),
@@ -567,6 +615,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**63:  # torch seeds are 64-bit
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {2**63 - 1}, got {value}")
+    return value
+
+
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -576,6 +631,8 @@ def positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for problem in checkpoints.manifest_problems():
+        print(f"warning: {problem}", file=sys.stderr)
     try:
         return args.run(args)
     except (ValueError, TrainingError, data.DatasetNotFound, checkpoints.CheckpointError) as error:

@@ -3,34 +3,43 @@
     weights/manifest.json              shipped models (in git)
     weights/<dataset>/<arch>.safetensors
     runs/manifest.json                 this machine's runs (outside git, $MNIST_LAB_RUNS)
-    runs/<dataset>/<run name>.safetensors
+    runs/<dataset>/<file>.safetensors  a file name of the run's own (its display name is in the manifest)
 
 Every write is atomic (temporary file, fsync, rename), so a crash or a full disk mid-save leaves
-the previous file intact. Every load checks the architecture and each tensor's name and shape,
-and a bad file raises CheckpointError naming the file and what is wrong with it, for that model
-alone.
+the previous file intact, and every read-modify-write of a manifest holds a file lock, so that
+processes saving at once lose no entry. Every load checks the metadata, the architecture and each
+tensor's name, shape and values, and a bad file raises CheckpointError naming the file and what is
+wrong with it, for that model alone. A broken manifest, or one broken entry in it, hides only what
+it lists, and says so (``manifest_problems``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import math
 import os
 import re
+import stat
 import subprocess
 import threading
-from dataclasses import asdict, dataclass, field
+import time
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import torch
+from filelock import FileLock, Timeout
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
 import core
 from core import data
-from core.models import get_model, list_models
+from core.models import MAX_CLASSES, MAX_WIDTH, MIN_WIDTH, get_model, list_models
 
 if TYPE_CHECKING:
     from core.training import Trainer
@@ -40,7 +49,9 @@ WEIGHTS_DIR = REPO / "weights"
 RUNS_ENV = "MNIST_LAB_RUNS"
 MANIFEST = "manifest.json"
 
-_manifest_lock = threading.Lock()  # jobs of one server process save concurrently
+MANIFEST_LOCK = ".manifest.lock"
+MAX_NAME = 80  # characters of a run's display name
+_thread_lock = threading.Lock()  # jobs of one server process save concurrently
 
 
 class CheckpointError(ValueError):
@@ -79,6 +90,11 @@ class ModelRecord:
     def shipped(self) -> bool:
         return self.folder.resolve() == WEIGHTS_DIR.resolve()
 
+    @property
+    def label(self) -> str:
+        """How pages and the command line name the model: a run never passes for a shipped model."""
+        return self.name if self.shipped else f"{self.name} (run)"
+
     def to_json(self) -> dict:
         entry = asdict(self)
         del entry["folder"]
@@ -101,26 +117,51 @@ def now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def safe_name(name: str) -> str:
-    """A run name usable as a file name on every OS."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
-    if not cleaned:
-        raise ValueError(f"run name {name!r} has no letters or digits")
-    return cleaned[:80]
+def check_name(name: str) -> str:
+    """A run's display name as typed, stripped; ValueError if it cannot be one.
+
+    Any script is welcome (数字, 名前, Zoë); control characters and an empty name are not.
+    """
+    name = name.strip()
+    if not name:
+        raise ValueError("the run name is empty: type a name")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        raise ValueError(f"the run name {name!r} has control characters: use letters, digits and punctuation")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"the run name is {len(name)} characters long; at most {MAX_NAME} are allowed")
+    return name
 
 
-def write_atomic(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def file_stem(name: str, fallback: str) -> str:
+    """A file name for a display name on every OS: its ASCII letters and digits (accents dropped), else
+    ``fallback``. Not unique: the manifest makes it unique when it is saved."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_name).strip(".-")[:60]
+    return cleaned or fallback
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A file to write that takes the place of ``path`` only when it is whole (fsync, then rename): a
+    failure, a full disk, a stop (Ctrl-C, a Streamlit rerun) or a kill leaves the old file (or none)
+    and never half a file. A failure raises CheckpointError naming the file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CheckpointError(f"could not make the folder {path.parent}: {error.strerror or error}") from error
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with open(temporary, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
+        with open(temporary, "wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, path)
     except OSError as error:
         temporary.unlink(missing_ok=True)
         raise CheckpointError(f"could not write {path}: {error.strerror or error}") from error
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     if os.name == "posix":  # make the rename itself durable
         directory = os.open(path.parent, os.O_RDONLY)
         try:
@@ -129,22 +170,144 @@ def write_atomic(path: Path, payload: bytes) -> None:
             os.close(directory)
 
 
-def read_manifest(folder: Path) -> list[ModelRecord]:
-    """The records of one folder; a missing manifest is an empty list."""
+def write_atomic(path: Path, payload: bytes) -> None:
+    with atomic_file(path) as file:
+        file.write(payload)
+
+
+@dataclass
+class Manifest:
+    """One folder's manifest as read: the usable records, the entries that are not (kept as they
+    are, so that rewriting the manifest loses none), and what is wrong with each."""
+
+    folder: Path
+    records: list[ModelRecord]
+    bad_entries: list  # raw JSON of entries that are not valid records
+    problems: list[str]
+    unreadable: bool = False  # the file as a whole is not a manifest: nothing in it is usable
+
+    @property
+    def path(self) -> Path:
+        return self.folder / MANIFEST
+
+
+_REQUIRED = {"name": str, "arch": str, "dataset": str, "file": str, "test_accuracy": float, "epochs": int,
+             "seconds": float, "device": str, "date": str, "code_version": str}
+_OPTIONAL = {"config": dict, "history": list, "scores": dict}
+
+
+def _entry_problem(entry: object, folder: Path) -> str | None:
+    """Why a manifest entry is not a usable record, or None."""
+    if not isinstance(entry, dict):
+        return f"an entry is a {type(entry).__name__}, not an object"
+    what = f"the entry {entry.get('name')!r}" if isinstance(entry.get("name"), str) else "an entry"
+    unknown = sorted(set(entry) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        return f"{what} has unknown keys {unknown}"
+    missing = sorted(set(_REQUIRED) - set(entry))
+    if missing:
+        return f"{what} lacks {missing}"
+    for key, kind in (_REQUIRED | _OPTIONAL).items():
+        if key not in entry:
+            continue
+        value = entry[key]
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            return f"{what}: {key} is {value!r}, not {'a number' if kind in (int, float) else kind.__name__}"
+    if entry["dataset"] not in data.DATASETS:
+        return f"{what}: unknown dataset {entry['dataset']!r}"
+    return _file_problem(entry["file"], folder, what)
+
+
+def _file_problem(file: str, folder: Path, what: str) -> str | None:
+    """A record's file must be a .safetensors file inside its folder: no absolute path, no '..', no link out."""
+    relative = Path(file)
+    if relative.is_absolute() or ".." in relative.parts or relative.suffix != ".safetensors":
+        return f"{what}: file {file!r} is not a .safetensors path inside {folder}"
+    if not (folder / relative).resolve().is_relative_to(folder.resolve()):
+        return f"{what}: file {file!r} points outside {folder}"
+    return None
+
+
+def load_manifest(folder: Path) -> Manifest:
+    """A folder's manifest; a missing one is empty. Never raises for what the file holds: a broken
+    manifest, or a broken entry, is reported in ``problems`` and every other record keeps working."""
     path = folder / MANIFEST
-    if not path.exists():
-        return []
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))["models"]
-        return [ModelRecord(**entry, folder=folder) for entry in entries]
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Manifest(folder, [], [], [])
+    except (OSError, UnicodeDecodeError) as error:
+        return Manifest(folder, [], [], [f"{path} cannot be read ({error})"], unreadable=True)
+    try:
+        entries = json.loads(text)["models"]
+        if not isinstance(entries, list):
+            raise TypeError("'models' is not a list")
     except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path} is not a valid manifest: {error}") from error
+        return Manifest(folder, [], [], [
+            f"{path} is not a valid manifest ({type(error).__name__}: {error}); the models it lists are hidden. "
+            f"Fix the file, or move it aside (the next save then starts a new one; the weights files stay "
+            f"in {folder})"], unreadable=True)
+    records, bad, problems = [], [], []
+    for entry in entries:
+        problem = _entry_problem(entry, folder)
+        if problem is None:
+            records.append(ModelRecord(**entry, folder=folder))
+        else:
+            bad.append(entry)
+            problems.append(f"{path}: {problem}; that entry is left out (fix or remove it in the file)")
+    return Manifest(folder, records, bad, problems)
 
 
-def _write_manifest(folder: Path, records: list[ModelRecord]) -> None:
+def read_manifest(folder: Path) -> list[ModelRecord]:
+    """The usable records of one folder (see ``load_manifest`` for what is wrong with the others)."""
+    return load_manifest(folder).records
+
+
+def manifest_problems() -> list[str]:
+    """What is wrong with the shipped manifest and this machine's runs manifest, for pages and the CLI."""
+    return load_manifest(WEIGHTS_DIR).problems + load_manifest(runs_dir()).problems
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[Manifest]:
+    """The folder's manifest, held for a read-modify-write by this thread and process alone.
+
+    A file lock, not only a thread lock: the app server and a command-line ``train`` may save into
+    the same runs folder at the same moment.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CheckpointError(f"could not make the folder {folder}: {error.strerror or error}") from error
+    lock = FileLock(folder / MANIFEST_LOCK, timeout=60)
+    with _thread_lock:
+        try:
+            lock.acquire()
+        except Timeout as error:
+            raise CheckpointError(f"{folder / MANIFEST} stayed locked for a minute by another program") from error
+        except OSError as error:
+            raise CheckpointError(f"could not lock {folder / MANIFEST_LOCK}: {error.strerror or error}") from error
+        try:
+            yield load_manifest(folder)
+        finally:
+            lock.release()
+
+
+def _write_manifest(manifest: Manifest, records: list[ModelRecord]) -> None:
+    if manifest.unreadable and manifest.path.exists():
+        # Nothing in it could be read; keep it beside the new one rather than overwrite it.
+        aside = manifest.path.with_name(f"{MANIFEST}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(manifest.path, aside)
     records = sorted(records, key=lambda r: (r.dataset, r.file))
-    text = json.dumps({"models": [r.to_json() for r in records]}, indent=1)
-    write_atomic(folder / MANIFEST, (text + "\n").encode("utf-8"))
+    entries = [r.to_json() for r in records] + manifest.bad_entries
+    text = json.dumps({"models": entries}, indent=1, ensure_ascii=False)
+    write_atomic(manifest.path, (text + "\n").encode("utf-8"))
 
 
 def write_weights(module: nn.Module, path: Path, metadata: dict[str, str], *, half: bool = False) -> None:
@@ -158,9 +321,46 @@ def write_weights(module: nn.Module, path: Path, metadata: dict[str, str], *, ha
 
 def add_record(folder: Path, record: ModelRecord) -> None:
     """Put a record into a folder's manifest, replacing the one for the same file."""
-    with _manifest_lock:
-        others = [r for r in read_manifest(folder) if r.file != record.file]
-        _write_manifest(folder, others + [record])
+    with _locked(folder) as manifest:
+        others = [r for r in manifest.records if r.file != record.file]
+        _write_manifest(manifest, others + [record])
+
+
+def store(module: nn.Module, record: ModelRecord, metadata: dict[str, str], *, half: bool = False,
+          overwrite: bool = False) -> ModelRecord:
+    """Write a module's weights and its manifest entry into ``record.folder``, atomically.
+
+    Without ``overwrite`` (a run) the record gets a file of its own that no other record or file has,
+    and a display name no other run of its dataset has ("name", then "name-2", ...): runs never
+    overwrite each other, from one process or several. With ``overwrite`` (a shipped model) the file
+    ``record.file`` and its entry are replaced. If the manifest cannot be written, a new weights file
+    is removed again, so that no file is left unlisted. Returns the record as saved.
+    """
+    with _locked(record.folder) as manifest:
+        if not overwrite:
+            record = _claim(manifest, record)
+        new_file = not record.path.exists()
+        write_weights(module, record.path, metadata, half=half)
+        try:
+            others = [r for r in manifest.records if r.file != record.file]
+            _write_manifest(manifest, others + [record])
+        except (CheckpointError, OSError):
+            if new_file:
+                record.path.unlink(missing_ok=True)
+            raise
+    return record
+
+
+def _claim(manifest: Manifest, record: ModelRecord) -> ModelRecord:
+    """The record with a display name that no run of its dataset has, and a file that nothing has yet."""
+    names = {r.name for r in manifest.records if r.dataset == record.dataset}
+    files = {r.file for r in manifest.records} | {e.get("file") for e in manifest.bad_entries if isinstance(e, dict)}
+    stem = Path(record.file).stem
+    candidates = [(record.name, f"{record.dataset}/{stem}.safetensors")] + [
+        (f"{record.name}-{i}", f"{record.dataset}/{stem}-{i}.safetensors") for i in range(2, 10_000)]
+    name = next(n for n, _ in candidates if n not in names)
+    file = next(f for _, f in candidates if f not in files and not (manifest.folder / f).exists())
+    return replace(record, name=name, file=file)
 
 
 def save(
@@ -172,32 +372,115 @@ def save(
     summary: dict,
     folder: Path,
     half: bool = False,
+    overwrite: bool = False,
 ) -> ModelRecord:
-    """Write ``<folder>/<dataset>/<name>.safetensors`` and its manifest entry, atomically.
+    """Write ``<folder>/<dataset>/<file>.safetensors`` and its manifest entry, atomically (see ``store``).
 
     ``summary`` is a TrainResult.summary(); ``half`` stores float tensors as float16 to halve the
-    size of shipped files (loading turns them back into float32).
+    size of shipped files (loading turns them back into float32); ``overwrite`` replaces the model
+    saved under this name (shipped models), where a run always gets a file of its own.
     """
+    name = check_name(name)
     width = summary.get("config", {}).get("width", 1.0)
     metadata = {"arch": arch, "dataset": dataset, "width": str(width),
                 "num_classes": str(len(data.get_spec(dataset).classes))}
-    file = f"{dataset}/{safe_name(name)}.safetensors"
-    write_weights(model, folder / file, metadata, half=half)
     record = ModelRecord(
-        name=name, arch=arch, dataset=dataset, file=file,
+        name=name, arch=arch, dataset=dataset, file=f"{dataset}/{file_stem(name, arch)}.safetensors",
         test_accuracy=summary["test_accuracy"], epochs=summary["epochs"], seconds=summary["seconds"],
         device=summary["device"], date=now(),
         code_version=code_version(), config=summary.get("config", {}),
         history=summary.get("history", []), folder=folder,
     )
-    add_record(folder, record)
-    return record
+    return store(model, record, metadata, half=half, overwrite=overwrite)
+
+
+def _stale(temporary: Path) -> bool:
+    """A temporary file (``.name.<pid>.<thread>.tmp``) whose writer is gone: its process has ended,
+    or it is older than any save takes."""
+    try:
+        pid = int(temporary.name.split(".")[-3])
+        age = time.time() - temporary.stat().st_mtime
+    except (ValueError, IndexError, OSError):
+        return False
+    if age > 3600:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # the process exists (another user's): leave its file alone
+        return False
+    return False
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Remove the temporary files that a save killed midway left in ``folder`` (and its dataset
+    folders); returns them. Never touches a file that a running save may still be writing."""
+    removed = []
+    for temporary in [*folder.glob(".*.tmp"), *folder.glob("*/.*.tmp"), *folder.glob("*/*/.*.tmp")]:
+        if _stale(temporary):
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+                removed.append(temporary)
+    return removed
+
+
+def orphans(folder: Path) -> list[Path]:
+    """Weights files in ``folder`` that its manifest does not list (a save killed between writing the
+    weights and the manifest): ``python -m core clean`` removes them."""
+    manifest = load_manifest(folder)
+    if manifest.unreadable:
+        return []  # every file would look orphaned: the manifest needs fixing first
+    listed = {r.file for r in manifest.records} | {e.get("file") for e in manifest.bad_entries
+                                                   if isinstance(e, dict)}
+    files = [p for dataset in data.DATASETS for p in (folder / dataset).glob("*.safetensors")]
+    return sorted(p for p in files if p.relative_to(folder).as_posix() not in listed)
+
+
+def check_writable(folder: Path) -> None:
+    """Make sure runs can be saved into ``folder`` before training starts, not after: CheckpointError
+    naming the folder and what to do otherwise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test.{os.getpid()}.{threading.get_ident()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise CheckpointError(
+            f"cannot save into {folder}: {error.strerror or error}. Make it writable, or point "
+            f"{RUNS_ENV} at a folder that is"
+        ) from error
+
+
+def metadata_number(
+    metadata: dict[str, str], key: str, *, default: float, low: float, high: float, integer: bool = False,
+    path: Path | str = "the weights file",
+) -> float:
+    """A number from a weights file's metadata, checked against the range the builders accept.
+
+    Metadata is text written by whoever made the file: ``width="inf"`` or ``latent="1000000000"``
+    must be refused here, before a model is built (an OverflowError, a negative dimension or a
+    150 GB allocation otherwise). Raises CheckpointError naming the file, the key and the range.
+    """
+    text = metadata.get(key)
+    if text is None:
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or not low <= value <= high:
+        kind = "a whole number" if integer else "a number"
+        raise CheckpointError(f"{path}: metadata {key}={text!r} is not {kind} between {low:g} and {high:g}")
+    return value
 
 
 def read_weights(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors and metadata of a weights file, or CheckpointError saying what is wrong."""
     path = Path(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or a device would block or never end
+            raise CheckpointError(f"{path}: not a regular file")
         with safe_open(path, framework="pt") as f:
             return {key: f.get_tensor(key) for key in f.keys()}, f.metadata() or {}
     except FileNotFoundError as error:
@@ -222,6 +505,9 @@ def fill(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path | str, 
     )
     if problems:
         raise CheckpointError(f"{path}: does not match {what!r}: " + "; ".join(problems))
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:  # such a model answers NaN for every input
+        raise CheckpointError(f"{path}: {', '.join(broken[:3])} hold NaN or infinite values")
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
     return module.eval()
 
@@ -238,17 +524,19 @@ def load(path: Path | str, *, arch: str | None = None) -> nn.Module:
         raise CheckpointError(f"{path}: no architecture recorded in the file's metadata")
     if arch is not None and stored_arch != arch:
         raise CheckpointError(f"{path}: holds {stored_arch!r} weights, not {arch!r}")
-    try:
-        model = get_model(
-            stored_arch, num_classes=int(metadata.get("num_classes", 10)),
-            width=float(metadata.get("width", 1.0)),
-        )
-    except ValueError as error:
-        raise CheckpointError(f"{path}: {error}") from error
+    if stored_arch not in list_models():
+        raise CheckpointError(f"{path}: unknown architecture {stored_arch!r}; known: {', '.join(list_models())}")
+    num_classes = int(metadata_number(metadata, "num_classes", default=10, low=1, high=MAX_CLASSES, integer=True,
+                                      path=path))
+    width = metadata_number(metadata, "width", default=1.0, low=MIN_WIDTH, high=MAX_WIDTH, path=path)
+    model = get_model(stored_arch, num_classes=num_classes, width=width)
     return fill(model, tensors, path, stored_arch)
 
 
 def load_record(record: ModelRecord) -> nn.Module:
+    problem = _file_problem(record.file, record.folder, f"the entry {record.name!r}")
+    if problem:
+        raise CheckpointError(problem)
     return load(record.path, arch=record.arch)
 
 

@@ -133,6 +133,8 @@ def failure_message(error: BaseException) -> str:
     """What a student can act on, for every way a run can fail."""
     if isinstance(error, (TrainingError, ValueError, checkpoints.CheckpointError)):
         return str(error)
+    if isinstance(error, data.DatasetDamaged):
+        return str(error)
     if isinstance(error, data.DatasetNotFound):
         return f"The dataset is missing. {error}"
     if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
@@ -159,6 +161,7 @@ class JobManager:
         self._wake = threading.Condition(self._lock)
         self._jobs: dict[int, _Job] = {}
         self._ids = itertools.count(1)
+        checkpoints.remove_leftovers(self._folder())  # what a server killed mid-save left behind
         self._worker = threading.Thread(target=self._work, name="training-jobs", daemon=True)
         self._worker.start()
 
@@ -168,7 +171,8 @@ class JobManager:
         """Queue a run (a classifier or a GAN); returns its job id. Raises ValueError for a bad config or name."""
         config = replace(config, log_every=self.log_every)
         config.validate()
-        checkpoints.safe_name(name)
+        name = checkpoints.check_name(name)
+        checkpoints.check_writable(self._folder())  # refused now, not after the whole training
         with self._lock:
             job = _Job(next(self._ids), self._unique_name(name), owner, config)
             self._jobs[job.id] = job
@@ -255,7 +259,7 @@ class JobManager:
                 with self._lock:
                     job.result = outcome
                     job.status = "stopped" if outcome["status"] == "stopped" else "done"
-                    job.phase = "saved" if job.status == "done" else (
+                    job.phase = (outcome.get("divergence") or "saved") if job.status == "done" else (
                         "stopped, the generator so far saved" if isinstance(job.config, gan.GanConfig)
                         else "stopped, best weights saved")
             finally:
@@ -276,6 +280,8 @@ class JobManager:
         summary = result.summary()
         record = checkpoints.save(result.model, name=job.name, arch=job.config.arch, dataset=job.config.dataset,
                                   summary=summary, folder=self._folder())
+        with self._lock:
+            job.name = record.name  # another program may have saved a run of that name meanwhile
         labels = trainer.test_split().labels.cpu()
         classes = len(data.get_spec(job.config.dataset).classes)
         confusion = measure.confusion_matrix(result.test.predictions, labels, classes)
@@ -299,5 +305,7 @@ class JobManager:
         with self._lock:
             job.phase = "saving"
         record = gan.save_generator(result, folder=self._folder(), scores=scores, name=job.name)
+        with self._lock:
+            job.name = record.name
         return {**result.summary(), "status": "stopped" if result.stopped else "done",
                 "scores": scores.to_json(), "file": str(record.path)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ class _Probabilities:
 @dataclass
 class Answer(_Probabilities):
     name: str
+    label: str  # the name as pages show it (ModelRecord.label): "lenet5", or "lenet5 (run)" for a run
     arch: str
     shipped: bool
     probabilities: torch.Tensor  # (classes,) for one input
@@ -39,21 +40,24 @@ class Answer(_Probabilities):
 class Prediction(_Probabilities):
     answers: list[Answer]
     probabilities: torch.Tensor  # the consensus: mean of the models' probabilities
+    left_out: dict[str, str] = field(default_factory=dict)  # model label -> why it gave no answer here
 
     @property
     def dissenters(self) -> list[str]:
         """Models whose top answer differs from the consensus."""
-        return [a.name for a in self.answers if a.top != self.top]
+        return [a.label for a in self.answers if a.top != self.top]
 
     def to_json(self, classes: tuple[str, ...]) -> dict:
         return {
             "consensus": {"digit": self.top, "label": classes[self.top], "probability": round(self.confidence, 4)},
             "models": [
-                {"name": a.name, "arch": a.arch, "shipped": a.shipped, "digit": a.top, "label": classes[a.top],
-                 "probability": round(a.confidence, 4), "milliseconds": round(a.milliseconds, 2),
+                {"name": a.name, "shown_as": a.label, "arch": a.arch, "shipped": a.shipped, "digit": a.top,
+                 "label": classes[a.top], "probability": round(a.confidence, 4),
+                 "milliseconds": round(a.milliseconds, 2),
                  "probabilities": [round(float(p), 4) for p in a.probabilities]}
                 for a in self.answers
             ],
+            "left_out": self.left_out,
         }
 
 
@@ -71,7 +75,7 @@ class Ensemble:
             try:
                 self.models.append((record, checkpoints.load_record(record)))
             except checkpoints.CheckpointError as error:
-                self.problems[record.name] = str(error)
+                self.problems[record.label] = str(error)
 
     @classmethod
     def for_dataset(cls, dataset: str, *, include_runs: bool = True) -> Ensemble:
@@ -92,7 +96,15 @@ class Ensemble:
             per_model.append((record, probabilities, 1000 * (time.perf_counter() - start) / len(x)))
         predictions = []
         for i in range(len(x)):
-            answers = [Answer(r.name, r.arch, r.shipped, p[i], ms) for r, p, ms in per_model]
+            answers, left_out = [], {}
+            for record, probabilities, ms in per_model:
+                answer = Answer(record.name, record.label, record.arch, record.shipped, probabilities[i], ms)
+                if torch.isfinite(answer.probabilities).all():
+                    answers.append(answer)
+                else:  # one broken model must not drag the consensus, nor mark the healthy ones as dissenting
+                    left_out[answer.label] = "its output is not a number (NaN or infinite) for this input"
+            if not answers:
+                raise ValueError("no model gave a finite answer for this input: " + ", ".join(left_out))
             consensus = torch.stack([a.probabilities for a in answers]).mean(dim=0)
-            predictions.append(Prediction(answers, consensus))
+            predictions.append(Prediction(answers, consensus, left_out))
         return predictions

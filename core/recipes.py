@@ -78,7 +78,7 @@ class _SaveEveryEpoch(Callback):
 @dataclass
 class ShipOutcome:
     arch: str
-    status: str  # "skipped" (already there with this recipe), "trained" or "stopped"
+    status: str  # "skipped" (already there with this recipe), "trained", "stopped" or "diverged" (not saved)
     record: checkpoints.ModelRecord | None = None
     resumed_from_epoch: int = 0
 
@@ -122,9 +122,13 @@ def train_all(
         if result.status == "stopped":
             yield ShipOutcome(arch, "stopped", resumed_from_epoch=resumed_from)
             return
+        if result.status == "diverged":  # a recipe that diverges must be mended, not shipped
+            progress.unlink(missing_ok=True)
+            yield ShipOutcome(arch, "diverged", resumed_from_epoch=resumed_from)
+            continue
         record = checkpoints.save(result.model, name=arch, arch=arch, dataset=dataset,
                                   summary=_shipped_summary(result, folder, arch, dataset), folder=folder,
-                                  half=True)
+                                  half=True, overwrite=True)  # one model per arch: a new recipe replaces it
         progress.unlink(missing_ok=True)
         yield ShipOutcome(arch, "trained", record, resumed_from)
 

@@ -90,7 +90,9 @@ def show(job: JobSnapshot) -> None:
         left.plotly_chart(loss, width="stretch")
         right.plotly_chart(accuracy, width="stretch")
     if job.result:
-        st.success(TEXT["done" if job.status == "done" else "stopped"].format(name=job.name))
+        st.success(TEXT["done" if job.status == "done" else "stopped"].format(name=ui.plain(job.name)))
+        if job.result.get("divergence"):
+            st.warning(job.result["divergence"])
         a, b, c = st.columns(3)
         a.metric(TEXT["test_accuracy"], f"{job.result['test_accuracy']:.2f} %")
         b.metric(TEXT["best_epoch"], job.result["best_epoch"] or "–")  # 0: stopped within the first epoch

@@ -64,7 +64,7 @@ dataset = ui.page_setup(TEXT["title"])
 spec = data.get_spec(dataset)
 classes = spec.classes
 ensemble = ui.ensemble(dataset)
-models = {record.name: (record, model) for record, model in ensemble.models}
+models = {record.label: (record, model) for record, model in ensemble.models}  # a run never hides a shipped model
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -126,7 +126,7 @@ if not models:
     st.warning(TEXT["no_models"].format(dataset=spec.title))
     st.stop()
 for name, problem in ensemble.problems.items():
-    st.warning(TEXT["left_out"].format(name=name, problem=problem))
+    st.warning(TEXT["left_out"].format(name=ui.plain(name), problem=problem))
 
 # --- the input ---------------------------------------------------------------------------------------
 choose, show, pick = st.columns([2, 1, 2], gap="large")
@@ -196,7 +196,7 @@ def side_by_side():
 
 
 for _, column, name, inside in side_by_side():
-    column.markdown(TEXT["answer"].format(model=name, answer=classes[inside.answer],
+    column.markdown(TEXT["answer"].format(model=ui.plain(name), answer=classes[inside.answer],
                                           probability=float(inside.probabilities.max()),
                                           target=classes[inside.target]))
 st.caption(TEXT["timing"].format(ms=milliseconds))

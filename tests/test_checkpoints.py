@@ -36,11 +36,26 @@ def test_round_trip_keeps_every_tensor_and_the_manifest_entry(tmp_path):
     assert not entry.shipped
 
 
-def test_saving_again_replaces_the_entry(tmp_path):
+def test_a_run_saved_under_a_taken_name_gets_a_name_and_file_of_its_own(tmp_path):
     saved_lenet(tmp_path)
     saved_lenet(tmp_path)
     saved_lenet(tmp_path, name="other")
-    assert sorted(r.name for r in checkpoints.read_manifest(tmp_path)) == ["my-run", "other"]
+    records = checkpoints.read_manifest(tmp_path)
+    assert sorted(r.name for r in records) == ["my-run", "my-run-2", "other"]
+    assert sorted(r.file for r in records) == ["mnist/my-run-2.safetensors", "mnist/my-run.safetensors",
+                                               "mnist/other.safetensors"]
+
+
+def test_overwrite_replaces_the_shipped_model_and_its_entry(tmp_path):
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = get_model("lenet5")
+        record = checkpoints.save(model, name="lenet5", arch="lenet5", dataset="mnist", summary=SUMMARY,
+                                  folder=tmp_path, overwrite=True)
+    [entry] = checkpoints.read_manifest(tmp_path)
+    assert entry.file == "mnist/lenet5.safetensors" == record.file
+    assert torch.equal(checkpoints.load(record.path).state_dict()["features.0.weight"],
+                       model.state_dict()["features.0.weight"])
 
 
 def test_half_precision_files_load_as_float32(tmp_path):
@@ -116,19 +131,21 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == ["my-run.safetensors"]
 
 
-def test_corrupt_manifest_is_named(tmp_path):
+def test_corrupt_manifest_is_named_and_hides_only_its_own_models(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(checkpoints.CheckpointError, match="manifest.json is not a valid manifest"):
-        checkpoints.read_manifest(tmp_path)
+    manifest = checkpoints.load_manifest(tmp_path)
+    assert manifest.records == [] and manifest.unreadable
+    [problem] = manifest.problems
+    assert "manifest.json is not a valid manifest" in problem and "move it aside" in problem
 
 
 def test_run_names_become_safe_file_names(tmp_path):
-    assert checkpoints.safe_name("my run/../x") == "my-run-..-x"
+    assert checkpoints.file_stem("my run/../x", "lenet5") == "my-run-..-x"
     _, record = saved_lenet(tmp_path, name="Anna's LeNet (try 2)")
     assert record.path.name == "Anna-s-LeNet-try-2.safetensors"
     assert record.name == "Anna's LeNet (try 2)"
-    with pytest.raises(ValueError, match="no letters or digits"):
-        checkpoints.safe_name("///")
+    _, record = saved_lenet(tmp_path, name="///")
+    assert record.path.name == "lenet5.safetensors" and record.name == "///"
 
 
 def test_find_models_lists_runs_after_shipped(tmp_path, monkeypatch):

@@ -83,8 +83,10 @@ def test_failures_become_failed_jobs_with_a_message(manager, tmp_path):
 def test_bad_requests_are_refused_at_once(manager):
     with pytest.raises(ValueError, match="batch_size"):
         manager.submit(TrainConfig(batch_size=0), name="x", owner="ann")
-    with pytest.raises(ValueError, match="no letters or digits"):
-        manager.submit(TINY, name="///", owner="ann")
+    with pytest.raises(ValueError, match="the run name is empty"):
+        manager.submit(TINY, name="  ", owner="ann")
+    with pytest.raises(ValueError, match="control characters"):
+        manager.submit(TINY, name="a\x00b", owner="ann")
 
 
 def test_names_stay_unique(manager):

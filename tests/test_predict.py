@@ -36,7 +36,7 @@ def test_every_model_answers_and_the_consensus_is_their_mean(records, mnist_test
         mean = torch.stack([a.probabilities for a in prediction.answers]).mean(0)
         assert torch.allclose(prediction.probabilities, mean)
         assert prediction.top == int(mean.argmax())
-        assert set(prediction.dissenters) == {a.name for a in prediction.answers if a.top != prediction.top}
+        assert set(prediction.dissenters) == {f"{a.name} (run)" for a in prediction.answers if a.top != prediction.top}
     document = predictions[0].to_json(data.get_spec("mnist").classes)
     assert set(document["consensus"]) == {"digit", "label", "probability"}
     assert len(document["models"]) == 3 and len(document["models"][0]["probabilities"]) == 10
@@ -46,7 +46,7 @@ def test_a_broken_file_is_left_out_and_the_others_answer(records):
     records[1].path.write_bytes(b"broken")
     ensemble = Ensemble(records)
     assert [record.name for record, _ in ensemble.models] == ["a", "c"]
-    assert "b.safetensors: not a readable safetensors file" in ensemble.problems["b"]
+    assert "b.safetensors: not a readable safetensors file" in ensemble.problems["b (run)"]  # a run, as pages label it
     assert len(ensemble.predict(torch.zeros(1, 1, 28, 28))[0].answers) == 2
 
 

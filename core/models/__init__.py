@@ -33,6 +33,10 @@ class ModelCard:
 
 Builder = Callable[..., nn.Module]
 
+# What every builder accepts. A weights file's metadata is checked against these before a model is built.
+MIN_WIDTH, MAX_WIDTH = 0.05, 4.0  # channel multiplier
+MAX_CLASSES = 1000
+
 _BUILDERS: dict[str, Builder] = {}
 _CARDS: dict[str, ModelCard] = {}
 
@@ -63,8 +67,10 @@ def _check(name: str) -> None:
 def get_model(name: str, *, num_classes: int = 10, in_channels: int = 1, width: float = 1.0) -> nn.Module:
     """Build a freshly initialised model; seed torch first for reproducible weights."""
     _check(name)
-    if width <= 0:
-        raise ValueError(f"width multiplier must be positive, got {width}")
+    if not MIN_WIDTH <= width <= MAX_WIDTH:  # also refuses NaN
+        raise ValueError(f"width multiplier must be between {MIN_WIDTH} and {MAX_WIDTH}, got {width}")
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise ValueError(f"num_classes must be between 1 and {MAX_CLASSES}, got {num_classes}")
     return _BUILDERS[name](num_classes=num_classes, in_channels=in_channels, width=width)
 
 
