@@ -8,7 +8,11 @@ the recipe. ``prepare(..., naive=True)`` squashes the whole picture to 28x28 ins
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
+import os
+import stat
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +26,15 @@ MAX_UPLOAD_PIXELS = 4096 * 4096
 INK_THRESHOLD = 0.2  # fainter pixels are noise (anti-aliased edges, scanner dust, paper texture)
 MIN_INK_FRACTION = 0.002  # of the picture's pixels: fewer is a dot, not a digit
 MIN_INK_EXTENT = 0.08  # the ink's longer side, as a share of the picture's longer side
+MAX_INK_FRACTION = 0.6  # of the picture's pixels: a digit, even a bold one, leaves most of its picture paper
 DIGIT_BOX = 20
 FIELD = 28
+
+
+# Why a picture holds no digit to classify, said the same by the Draw page and the command line.
+BLANK = "the picture is blank (no ink at all)"
+TOO_LITTLE = "too little ink to read (a dot or a short stroke is not a digit); draw a bigger digit"
+COVERED = "the picture is covered in ink (no paper around a digit); clear it and draw one digit"
 
 
 class ImageError(ValueError):
@@ -39,54 +50,72 @@ class Stages:
     scaled: np.ndarray | None  # longer side 20 pixels
     centred: np.ndarray | None  # 28 x 28, centre of mass in the middle
     inverted: bool  # the picture was dark ink on a light background
+    problem: str | None = None  # why there is no digit: BLANK, TOO_LITTLE or COVERED
 
     @property
     def empty(self) -> bool:
-        """Nothing that could be a digit: the page says "draw a digit" and predicts nothing."""
+        """Nothing that could be a digit: ``problem`` says why, and nothing is predicted."""
         return self.centred is None
 
     def tensor(self, dataset: str) -> torch.Tensor:
         """1 x 1 x 28 x 28, normalised with the dataset's statistics, ready for any model."""
         if self.centred is None:
-            raise ValueError("there is no digit to classify: the picture is empty")
+            raise ValueError(f"there is no digit to classify: {self.problem}")
         pixels = torch.from_numpy(np.round(self.centred * 255)).to(torch.uint8)
         return data.normalize(pixels.unsqueeze(0), dataset)
 
 
-def to_grey(image: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Grey float in [0, 1] with bright ink, from L, RGB or RGBA uint8; also whether it was inverted.
+def to_grey(image: np.ndarray, *, invert: bool | None = None) -> tuple[np.ndarray, bool]:
+    """Grey float in [0, 1] with bright ink, from L, LA, RGB or RGBA pixels (uint8 or uint16); also whether it
+    was inverted.
 
     Transparent pixels are paper. Strokes on a transparent canvas are composited over a paper of
     the opposite brightness, so that both white and black pens on a transparent canvas work.
+    ``invert=None`` guesses the polarity from the border; the canvas, whose paper is known to be dark, passes
+    ``invert=False`` so that a canvas covered in ink reads as ink, not as light paper.
     """
     image = np.asarray(image)
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageError(f"expected 8- or 16-bit pixels, got an array of {image.dtype}")
+    full = np.iinfo(image.dtype).max
     if image.ndim == 2:
-        grey, alpha = image.astype(np.float32) / 255, None
+        grey, alpha = image.astype(np.float32) / full, None
+    elif image.ndim == 3 and image.shape[2] in (1, 2):  # grey, or grey and alpha
+        grey = image[..., 0].astype(np.float32) / full
+        alpha = image[..., 1].astype(np.float32) / full if image.shape[2] == 2 else None
     elif image.ndim == 3 and image.shape[2] in (3, 4):
-        rgb = image[..., :3].astype(np.float32) / 255
+        rgb = image[..., :3].astype(np.float32) / full
         grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        alpha = image[..., 3].astype(np.float32) / 255 if image.shape[2] == 4 else None
+        alpha = image[..., 3].astype(np.float32) / full if image.shape[2] == 4 else None
     else:
-        raise ImageError(f"expected a greyscale, RGB or RGBA image, got an array of shape {image.shape}")
+        raise ImageError(f"expected a greyscale, grey and alpha, RGB or RGBA image, got an array of shape "
+                         f"{image.shape}")
     if alpha is not None and alpha.min() < 1:
         opaque = alpha > 0.5
         pen_is_dark = opaque.any() and grey[opaque].mean() < 0.5
         paper = 1.0 if pen_is_dark else 0.0
         grey = grey * alpha + paper * (1 - alpha)
     # MNIST is light ink on dark paper; the border of a picture is paper.
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    inverted = bool(np.median(border) > 0.5)
-    return (1 - grey if inverted else grey), inverted
+    if invert is None:
+        border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+        invert = bool(np.median(border) > 0.5)
+    return (1 - grey if invert else grey), invert
 
 
-def _ink_box(grey: np.ndarray) -> tuple[slice, slice] | None:
+def _ink_box(grey: np.ndarray) -> tuple[slice, slice] | str:
+    """The bounding box of the ink, or why there is no digit (BLANK, TOO_LITTLE or COVERED)."""
     ink = grey > INK_THRESHOLD
-    if ink.mean() < MIN_INK_FRACTION:
-        return None
+    share = ink.mean()
+    if share == 0:
+        return BLANK
+    if share > MAX_INK_FRACTION:
+        return COVERED
+    if share < MIN_INK_FRACTION:
+        return TOO_LITTLE
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
     if max(height, width) < MIN_INK_EXTENT * max(grey.shape):
-        return None
+        return TOO_LITTLE
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
@@ -112,16 +141,16 @@ def _centre_by_mass(patch: np.ndarray) -> np.ndarray:
     return field
 
 
-def prepare(image: np.ndarray, *, naive: bool = False) -> Stages:
-    """Every stage of MNIST's recipe for one picture (L, RGB or RGBA uint8 array).
+def prepare(image: np.ndarray, *, naive: bool = False, invert: bool | None = None) -> Stages:
+    """Every stage of MNIST's recipe for one picture (L, LA, RGB or RGBA array, as ``to_grey`` reads).
 
     ``naive=True`` skips cropping, size normalisation and centring: the whole picture is resized
-    to 28x28, as most digit demos do.
+    to 28x28, as most digit demos do. ``invert`` is ``to_grey``'s.
     """
-    grey, inverted = to_grey(image)
+    grey, inverted = to_grey(image, invert=invert)
     box = _ink_box(grey)
-    if box is None:
-        return Stages(grey, None, None, None, inverted)
+    if isinstance(box, str):
+        return Stages(grey, None, None, None, inverted, problem=box)
     if naive:
         return Stages(grey, None, None, _resize(grey, FIELD, FIELD), inverted)
     cropped = grey[box]
@@ -131,20 +160,91 @@ def prepare(image: np.ndarray, *, naive: bool = False) -> Stages:
     return Stages(grey, cropped, scaled, _centre_by_mass(scaled), inverted)
 
 
-def read_image(payload: bytes, *, name: str = "the file") -> np.ndarray:
-    """Decode an uploaded PNG or JPEG into an RGBA uint8 array, or raise ImageError saying why."""
-    from PIL import Image, UnidentifiedImageError
+def _too_big(name: str, size: int) -> ImageError:
+    return ImageError(f"{name} is {size / 2**20:.1f} MB; pictures up to {MAX_UPLOAD_BYTES // 2**20} MB are accepted")
 
-    if len(payload) > MAX_UPLOAD_BYTES:
-        raise ImageError(f"{name} is {len(payload) / 2**20:.1f} MB; pictures up to "
-                         f"{MAX_UPLOAD_BYTES // 2**20} MB are accepted")
+
+def _decode(payload: bytes, *, name: str, formats: tuple[str, ...], max_pixels: int) -> np.ndarray:
+    """PNG or JPEG bytes -> RGBA uint8 array, upright; refused before decoding if over ``max_pixels``."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(payload)) as picture:
-            if picture.format not in ("PNG", "JPEG"):
-                raise ImageError(f"{name} is a {picture.format} file; upload a PNG or JPEG picture")
-            if picture.width * picture.height > MAX_UPLOAD_PIXELS:
-                raise ImageError(f"{name} is {picture.width}x{picture.height} pixels; "
-                                 f"at most {MAX_UPLOAD_PIXELS:,} pixels are accepted")
-            return np.asarray(picture.convert("RGBA"))
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-        raise ImageError(f"{name} is not a picture that can be read (PNG or JPEG expected)") from error
+            if picture.format not in formats:
+                raise ImageError(f"{name} is a {picture.format} file; upload a {' or '.join(formats)} picture")
+            # The header gives the size before any pixel is decoded: a small file can declare gigabytes of them.
+            if picture.width * picture.height > max_pixels:
+                raise ImageError(f"{name} has too many pixels ({picture.width}x{picture.height}); "
+                                 f"at most {max_pixels:,} are accepted")
+            # Phones store a photo as the sensor saw it and say in EXIF how to turn it upright.
+            upright = ImageOps.exif_transpose(picture)
+            if upright.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey (older Pillow opens it as "I")
+                # convert("RGBA") would clip every level above 255 to white: scale 65535 -> 255 instead.
+                levels = np.asarray(upright).astype(np.float32) / 257
+                upright = Image.fromarray(np.clip(np.round(levels), 0, 255).astype(np.uint8))
+            return np.asarray(upright.convert("RGBA"))
+    except Image.DecompressionBombError as error:  # raised by Image.open itself, before the check above
+        raise ImageError(f"{name} has too many pixels (over {2 * Image.MAX_IMAGE_PIXELS:,}); "
+                         f"at most {max_pixels:,} are accepted") from error
+    except (UnidentifiedImageError, OSError) as error:
+        raise ImageError(f"{name} is not a picture that can be read ({' or '.join(formats)} expected)") from error
+
+
+def read_image(payload: bytes, *, name: str = "the file") -> np.ndarray:
+    """Decode an uploaded PNG or JPEG into an RGBA uint8 array, or raise ImageError saying why.
+
+    16-bit pictures are scaled to 8 bits and EXIF orientation is applied, so the array is upright.
+    """
+    if len(payload) > MAX_UPLOAD_BYTES:
+        raise _too_big(name, len(payload))
+    return _decode(payload, name=name, formats=("PNG", "JPEG"), max_pixels=MAX_UPLOAD_PIXELS)
+
+
+def read_image_file(path: str | os.PathLike[str]) -> np.ndarray:
+    """``read_image`` for a path, refusing what is not a regular file or is over the upload limit before reading.
+
+    ``predict /dev/zero`` once read until MemoryError and a FIFO blocks forever (issue 13): the file's type and
+    size are checked first, and at most one byte more than the limit is ever read.
+    """
+    name = os.fspath(path)
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, pipe or socket"
+            raise ImageError(f"{name} is {kind}, not a picture file; give the path of a PNG or JPEG picture")
+        if info.st_size > MAX_UPLOAD_BYTES:
+            raise _too_big(name, info.st_size)
+        with open(path, "rb") as file:
+            payload = file.read(MAX_UPLOAD_BYTES + 1)  # the file may have grown since stat
+    except OSError as error:
+        raise ImageError(f"{name}: {error.strerror}") from error
+    return read_image(payload, name=name)
+
+
+_PNG_DATA_URL = "data:image/png;base64,"
+
+
+def read_canvas(url: object, *, width: int, height: int) -> np.ndarray:
+    """The drawing canvas's PNG data URL -> RGBA uint8 array, refused (ImageError) if larger than the canvas.
+
+    The canvas component sends its picture as a data URL in the session's state, which a crafted client
+    fills with anything: a 660 kB PNG declaring 13000x13000 pixels took 6.8 GB and 9 s of the server to
+    decode (issue 13). So the URL's length is checked before the base64 is decoded, and the PNG's size (in its
+    header) before its pixels are: nothing larger than a width x height RGBA canvas is ever decoded.
+    """
+    name = "the drawing"
+    if not isinstance(url, str):
+        raise ImageError(f"{name} is not a PNG data URL but a {type(url).__name__}")
+    if not url.startswith(_PNG_DATA_URL):
+        raise ImageError(f"{name} is not a PNG data URL: it starts {url[:30]!r}")
+    # Raw RGBA rows plus their filter bytes, plus room for PNG's chunks: no encoder needs more.
+    max_bytes = 4 * width * height + height + 2**16
+    encoded = url[len(_PNG_DATA_URL):]
+    if len(encoded) > 4 * -(-max_bytes // 3):  # base64 holds 3 bytes in 4 characters
+        raise ImageError(f"{name} is {len(encoded) * 3 // 4 // 1024:,} kB; a {width}x{height} canvas is at most "
+                         f"{max_bytes // 1024:,} kB")
+    try:
+        payload = base64.b64decode(encoded, validate=True)
+    except binascii.Error as error:
+        raise ImageError(f"{name} is not a picture that can be read (its base64 is broken: {error})") from error
+    return _decode(payload, name=name, formats=("PNG",), max_pixels=width * height)

@@ -20,6 +20,7 @@ TEXT = {
     "naive": "Naive resize (what most demos do)",
     "naive_help": "Squash the whole picture to 28x28 without cropping or centring, to see why the recipe matters.",
     "empty": "Draw a digit on the canvas (or upload a picture): there is nothing to classify yet.",
+    "no_digit": "No digit to classify: {problem}.",
     "stages": "What the models see",
     "stage_names": ["your picture", "ink cropped", "longer side 20 px", "28x28, centred",
                     "normalised (mean 0, sd 1)"],
@@ -33,6 +34,7 @@ TEXT = {
                 "agrees": "agrees", "ms": "ms"},
 }
 CANVAS_KEY = "draw_canvas"
+CANVAS = 280  # pixels a side
 
 dataset = ui.page_setup(TEXT["title"])
 classes = data.get_spec(dataset).classes
@@ -44,18 +46,26 @@ left, right = st.columns([2, 3], gap="large")
 
 with left:
     source = st.radio(TEXT["source"], [TEXT["draw"], TEXT["upload"]], horizontal=True, label_visibility="collapsed")
+    on_canvas = source == TEXT["draw"]
     picture = None
-    if source == TEXT["draw"]:
+    if on_canvas:
         pen = st.slider(TEXT["pen"], 6, 40, 18)
         if CANVAS_KEY not in st.session_state:  # back on this page: bring the last drawing back
             st.session_state["draw_restore"] = st.session_state.get("draw_json")
-        canvas = st_canvas(stroke_width=pen, stroke_color="#FFFFFF", background_color="#000000", width=280,
-                           height=280, drawing_mode="freedraw", return_image_data=True, key=CANVAS_KEY,
+        # return_image_data makes the browser send its PNG; canvas.image_data would decode it with no size limit
+        # (a crafted 13000x13000 one took 6.8 GB), so preprocess.read_canvas decodes the data URL instead.
+        canvas = st_canvas(stroke_width=pen, stroke_color="#FFFFFF", background_color="#000000", width=CANVAS,
+                           height=CANVAS, drawing_mode="freedraw", return_image_data=True, key=CANVAS_KEY,
                            initial_drawing=st.session_state.get("draw_restore"))
         st.caption(TEXT["canvas_help"])
-        if canvas.image_data is not None:
-            picture = canvas.image_data
-            st.session_state["draw_json"], st.session_state["draw_picture"] = canvas.json_data, picture
+        url = (st.session_state[CANVAS_KEY].get("drawing") or {}).get("data")  # as st_canvas reads its state
+        if url is not None:
+            try:
+                picture = preprocess.read_canvas(url, width=CANVAS, height=CANVAS)
+            except preprocess.ImageError as error:
+                st.error(str(error))
+            else:
+                st.session_state["draw_json"], st.session_state["draw_picture"] = canvas.json_data, picture
         elif st.session_state.get("draw_restore"):
             picture = st.session_state.get("draw_picture")
     else:
@@ -69,9 +79,14 @@ with left:
 
 with right:
     start = time.perf_counter()
-    stages = preprocess.prepare(picture, naive=naive) if picture is not None else None
-    if stages is None or stages.empty:
+    # The canvas's paper is black, so a canvas covered in white ink is ink, not light paper.
+    invert = False if on_canvas else None
+    stages = preprocess.prepare(picture, naive=naive, invert=invert) if picture is not None else None
+    if stages is None or (on_canvas and stages.problem == preprocess.BLANK):  # nothing drawn yet, or cleared
         st.info(TEXT["empty"])
+        st.stop()
+    if stages.problem:
+        st.warning(TEXT["no_digit"].format(problem=stages.problem))
         st.stop()
     x = stages.tensor(dataset)
     st.session_state["last_digit"] = stages.centred  # the Inside page starts from it
@@ -99,17 +114,17 @@ with right:
         dissenters = prediction.dissenters
         if dissenters:
             st.warning(TEXT["disagree"].format(n=len(dissenters), total=len(prediction.answers),
-                                               names=", ".join(dissenters)))
+                                               names=", ".join(map(ui.plain, dissenters))))
         else:
             st.success(TEXT["agree"].format(total=len(prediction.answers)))
         st.caption(TEXT["timing"].format(ms=milliseconds, device=ui.device_name()))
-    for name, problem in models.problems.items():
-        st.warning(TEXT["left_out"].format(name=name, problem=problem))
+    for name, problem in (models.problems | prediction.left_out).items():
+        st.warning(TEXT["left_out"].format(name=ui.plain(name), problem=problem))
 
 columns = TEXT["columns"]
 st.subheader(TEXT["answers"])
 st.dataframe(
-    [{columns["model"]: a.name, columns["answer"]: classes[a.top], columns["confidence"]: a.confidence,
+    [{columns["model"]: a.label, columns["answer"]: classes[a.top], columns["confidence"]: a.confidence,
       columns["probabilities"]: a.probabilities.tolist(), columns["agrees"]: a.top == prediction.top,
       columns["ms"]: round(a.milliseconds, 2)} for a in prediction.answers],
     hide_index=True, width="stretch",

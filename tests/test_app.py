@@ -146,3 +146,71 @@ def test_draw_page_shows_the_stages_and_every_models_answer(mnist_test):
     assert ">7</div>" in consensus
     [table] = at.dataframe
     assert len(table.value) == len(checkpoints.find_models("mnist"))
+
+
+def on_the_canvas(state: dict) -> AppTest:
+    """The Draw page after the canvas component reported `state`."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.switch_page("pages/2_Draw.py")
+    at.session_state["draw_canvas"] = state
+    return at.run()
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's, read from the header
+def test_draw_page_refuses_a_crafted_canvas_payload_before_decoding_it():
+    import base64
+
+    from test_preprocess import crafted_png
+
+    # A few kB that declare 13000x13000 pixels: decoded, they took 6.8 GB of the server's memory.
+    url = "data:image/png;base64," + base64.b64encode(crafted_png(13000, 13000)).decode()
+    at = on_the_canvas({"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}, "backgroundFit": None})
+    assert not at.exception
+    assert [e.value for e in at.error] == ["the drawing has too many pixels (13000x13000); at most 78,400 are accepted"]
+    assert not at.dataframe and not at.get("image")
+
+
+def test_draw_page_says_why_the_canvas_holds_no_digit_and_asks_again_once_cleared():
+    import numpy as np
+
+    def canvas(ink: np.ndarray) -> dict:
+        return canvas_state(np.dstack([ink] * 3 + [np.full_like(ink, 255)]))
+
+    covered, dot, stroke = (np.zeros((280, 280), np.uint8) for _ in range(3))
+    covered[:] = 255
+    dot[140, 140] = 255
+    stroke[140:146, 140:149] = 255  # 3 pixels long with the thinnest pen (6)
+    at = on_the_canvas(canvas(covered))
+    assert not at.exception and not at.dataframe
+    assert [w.value for w in at.warning] == ["No digit to classify: the picture is covered in ink (no paper around a "
+                                             "digit); clear it and draw one digit."]
+    for ink in (dot, stroke):
+        at.session_state["draw_canvas"] = canvas(ink)
+        at.run()
+        assert not at.exception and not at.dataframe
+        assert [w.value for w in at.warning] == ["No digit to classify: too little ink to read (a dot or a short "
+                                                 "stroke is not a digit); draw a bigger digit."]
+    at.session_state["draw_canvas"] = canvas(np.zeros((280, 280), np.uint8))  # the toolbar's clear
+    at.run()
+    assert not at.warning and any("Draw a digit on the canvas" in i.value for i in at.info)
+
+
+def test_draw_page_reads_a_grey_and_alpha_canvas_and_keeps_it_across_pages(mnist_test):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    ink = np.kron(mnist_test.images[0].numpy(), np.ones((10, 10), dtype=np.uint8))  # a 7
+    buffer = io.BytesIO()
+    Image.fromarray(np.dstack([np.full_like(ink, 255), ink])).save(buffer, format="PNG")  # LA: white pen, see-through
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    at = on_the_canvas({"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}, "backgroundFit": None})
+    assert not at.exception
+    assert ">7</div>" in next(m.value for m in at.markdown if "class='consensus'" in m.value)
+    at.switch_page("app.py").run()
+    del at.session_state["draw_canvas"]  # as Streamlit drops the state of a component that is not on the page
+    at.switch_page("pages/2_Draw.py").run()  # the canvas comes back with the drawing, and so do the answers
+    assert not at.exception and at.session_state["draw_restore"]["objects"]
+    assert ">7</div>" in next(m.value for m in at.markdown if "class='consensus'" in m.value)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import re
 
 import numpy as np
 import pytest
@@ -133,3 +135,150 @@ def test_uploads_are_read_and_bad_ones_refused(digits):
     truncated = png(picture)[:200]
     with pytest.raises(preprocess.ImageError, match="not a picture that can be read"):
         preprocess.read_image(truncated)
+
+
+def crafted_png(width: int, height: int) -> bytes:
+    """A PNG of a few kB that declares width x height 1-bit pixels, all black: made row by row, never held whole."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    row = bytes(1 + (width + 7) // 8)  # filter byte, then the packed bits
+    packer = zlib.compressobj(9)
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def data_url(payload: bytes) -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(payload).decode()
+
+
+def seven_on_paper(mnist_test) -> np.ndarray:
+    """The first MNIST test digit (a 7), dark ink on white paper at canvas size, as a scan or photo would be."""
+    assert mnist_test.labels[0] == 7
+    return 255 - np.kron(mnist_test.images[0].numpy(), np.ones((10, 10), dtype=np.uint8))
+
+
+def test_a_16_bit_png_reads_as_the_same_picture_in_8_bits(mnist_test):
+    seven = seven_on_paper(mnist_test)
+    sixteen = png(seven.astype(np.uint16) * 257)  # 0..255 -> 0..65535, as a 16-bit scanner stores it
+    assert Image.open(io.BytesIO(sixteen)).mode.startswith("I")
+    picture = preprocess.read_image(sixteen)
+    np.testing.assert_array_equal(picture, preprocess.read_image(png(seven)))
+    stages = preprocess.prepare(picture)
+    assert not stages.empty and stages.inverted
+
+
+def test_a_photo_with_exif_orientation_is_read_upright(mnist_test):
+    upright = np.dstack([seven_on_paper(mnist_test)] * 3)
+    # A phone held sideways stores the sensor's pixels turned a quarter left and tags them "rotate 90 CW" (6).
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright))).save(buffer, format="JPEG", quality=95, exif=exif)
+    photo = preprocess.read_image(buffer.getvalue(), name="phone.jpg")
+    buffer = io.BytesIO()
+    Image.fromarray(upright).save(buffer, format="JPEG", quality=95)
+    expected = preprocess.read_image(buffer.getvalue())
+    assert np.abs(photo.astype(int) - expected.astype(int)).mean() < 2  # JPEG noise only
+    assert np.abs(np.rot90(photo).astype(int) - expected.astype(int)).mean() > 20  # sideways is far off
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's own, under its error
+@pytest.mark.parametrize("side", [13000, 20000], ids=["over-the-limit", "pillow-bomb"])
+def test_a_decompression_bomb_says_too_many_pixels(side):
+    bomb = crafted_png(side, side)
+    assert len(bomb) < 100_000  # small on the wire
+    with pytest.raises(preprocess.ImageError, match=rf"bomb.png has too many pixels.*at most {16_777_216:,}"):
+        preprocess.read_image(bomb, name="bomb.png")
+
+
+def canvas_png(ink: np.ndarray) -> np.ndarray:
+    """What the Draw page's canvas sends: white ink on opaque black, RGBA."""
+    return np.dstack([ink] * 3 + [np.full_like(ink, 255)])
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_the_canvas_data_url_is_decoded_within_the_canvas_size(mnist_test):
+    ink = np.kron(mnist_test.images[0].numpy(), np.ones((10, 10), dtype=np.uint8))
+    np.testing.assert_array_equal(preprocess.read_canvas(data_url(png(canvas_png(ink))), width=CANVAS, height=CANVAS),
+                                  canvas_png(ink))
+    refusals = [
+        (data_url(crafted_png(13000, 13000)), r"the drawing has too many pixels \(13000x13000\); at most 78,400"),
+        (data_url(png(np.zeros((CANVAS, CANVAS + 1), np.uint8))), "too many pixels"),
+        (data_url(bytes(2**20)), "the drawing is 1,024 kB; a 280x280 canvas is at most 370 kB"),
+        ("data:image/png;base64,not base64!", "the drawing is not a picture that can be read"),
+        (data_url(png(ink, "JPEG")), "the drawing is a JPEG file; upload a PNG picture"),
+        ("data:image/jpeg;base64," + data_url(png(ink, "JPEG")).split(",")[1], "not a PNG data URL"),
+        ({"data": "a dict"}, "the drawing is not a PNG data URL but a dict"),
+    ]
+    for url, message in refusals:
+        with pytest.raises(preprocess.ImageError, match=message):
+            preprocess.read_canvas(url, width=CANVAS, height=CANVAS)
+
+
+def test_a_grey_and_alpha_canvas_reads_like_rgba(digits):
+    rgba = redraw(digits.images[0], size=140, top=130, left=130, transparent=True)  # white pen, transparent paper
+    grey_alpha = rgba[..., [0, 3]]  # the same drawing as LA: H x W x 2
+    expected = preprocess.prepare(rgba).centred
+    np.testing.assert_array_equal(preprocess.prepare(grey_alpha).centred, expected)
+    buffer = io.BytesIO()
+    Image.fromarray(grey_alpha).save(buffer, format="PNG")  # mode LA
+    picture = preprocess.read_canvas(data_url(buffer.getvalue()), width=CANVAS, height=CANVAS)
+    np.testing.assert_array_equal(preprocess.prepare(picture, invert=False).centred, expected)
+
+
+def test_picture_files_are_checked_before_they_are_read(tmp_path, mnist_test):
+    good = tmp_path / "seven.png"
+    good.write_bytes(png(seven_on_paper(mnist_test)))
+    assert preprocess.read_image_file(good).shape == (CANVAS, CANVAS, 4)
+    with open(tmp_path / "huge.png", "wb") as file:  # sparse: 6 MB on paper, nothing on disk
+        file.truncate(6 * 2**20)
+    with pytest.raises(preprocess.ImageError, match="huge.png is 6.0 MB; pictures up to 5 MB are accepted"):
+        preprocess.read_image_file(tmp_path / "huge.png")
+    with pytest.raises(preprocess.ImageError, match="is a folder, not a picture file"):
+        preprocess.read_image_file(tmp_path)
+    with pytest.raises(preprocess.ImageError, match="missing.png: No such file"):
+        preprocess.read_image_file(tmp_path / "missing.png")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs or /dev/zero on this OS")
+def test_devices_and_pipes_are_refused_without_reading_them(tmp_path):
+    os.mkfifo(tmp_path / "pipe")  # opening it would wait for a writer forever
+    for path in ("/dev/zero", tmp_path / "pipe"):
+        with pytest.raises(preprocess.ImageError, match="is a device, pipe or socket, not a picture file"):
+            preprocess.read_image_file(path)
+
+
+def stroke(length: int, *, pen: int) -> np.ndarray:
+    """A horizontal stroke `length` pixels long drawn with a round-ish pen `pen` pixels wide, on the black canvas."""
+    ink = np.zeros((CANVAS, CANVAS), np.uint8)
+    ink[140 : 140 + pen, 140 : 140 + length + pen] = 255
+    return canvas_png(ink)
+
+
+@pytest.mark.parametrize(
+    "picture, problem",
+    [(canvas_png(np.zeros((CANVAS, CANVAS), np.uint8)), preprocess.BLANK),
+     (canvas_png(np.full((CANVAS, CANVAS), 255, np.uint8)), preprocess.COVERED),
+     (stroke(0, pen=1), preprocess.TOO_LITTLE),  # a single dot
+     (stroke(3, pen=6), preprocess.TOO_LITTLE)],  # the Draw page's thinnest pen
+    ids=["nothing-drawn", "full-of-ink", "a-dot", "a-3-pixel-stroke"],
+)
+def test_the_canvas_says_why_it_holds_no_digit(picture, problem):
+    stages = preprocess.prepare(picture, invert=False)  # as the Draw page reads its canvas
+    assert stages.empty and stages.problem == problem
+    with pytest.raises(ValueError, match=re.escape(f"no digit to classify: {problem}")):
+        stages.tensor("mnist")
+
+
+def test_a_bold_digit_is_not_covered(digits):
+    # The thickest pen (40 px) on a digit that fills the canvas still leaves most of it paper.
+    picture = redraw(digits.images[0], size=270, top=5, left=5, thickness=10)
+    stages = preprocess.prepare(picture, invert=False)
+    assert stages.problem is None and not stages.empty
