@@ -49,6 +49,11 @@ class DatasetNotFound(FileNotFoundError):
     """The files are not under the data root and could not be downloaded."""
 
 
+class DatasetDamaged(DatasetNotFound):
+    """A file is there but not whole (a download or a copy cut short); whoever copes with a missing
+    dataset copes with this too."""
+
+
 def get_spec(dataset: str) -> DatasetSpec:
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
@@ -79,10 +84,48 @@ class Split:
         return Split(self.images[index], self.labels[index])
 
 
+# The idx format (LeCun's MNIST page): a magic number whose third byte is the element type and fourth the
+# number of dimensions, then each dimension as a big-endian 32-bit integer, then the elements.
+_IDX_ITEM_BYTES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+# torchvision unpacks a missing file from the .gz beside it, or downloads both
+_REPLACE = ("Delete it to have it unpacked again from its .gz on the next use (or downloaded, where there is no "
+            "whole .gz), or put a whole copy there.")
+
+
+def _raw_files(dataset: str, train: bool, root: Path) -> list[Path]:
+    """The two uncompressed files of a split, where torchvision looks for them."""
+    prefix = "train" if train else "t10k"
+    raw = root / get_spec(dataset).folder / "raw"
+    return [raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"]
+
+
+def _idx_problem(path: Path) -> str | None:
+    """What is wrong with an idx file whose size is not what its own header says, else None."""
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        magic = file.read(4)
+        if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] not in _IDX_ITEM_BYTES:
+            return f"{path} is not an idx file ({size:,} bytes, starting {magic.hex() or 'empty'})"
+        header = 4 + 4 * magic[3]
+        dims = file.read(header - 4)
+    if len(dims) < header - 4:
+        return f"{path} is truncated: {size:,} bytes, shorter than its own {header}-byte header"
+    shape = [int.from_bytes(dims[i : i + 4], "big") for i in range(0, len(dims), 4)]
+    expected = header + math.prod(shape) * _IDX_ITEM_BYTES[magic[2]]
+    if size == expected:
+        return None
+    what = "truncated" if size < expected else "longer than its header says"
+    return f"{path} is {what}: {size:,} bytes, where its header ({' x '.join(map(str, shape))}) means {expected:,}"
+
+
 @lru_cache(maxsize=8)
 def _read(dataset: str, train: bool, root: Path) -> Split:
     from torchvision import datasets  # heavy import, only when data is actually read
 
+    for path in _raw_files(dataset, train, root):
+        problem = _idx_problem(path) if path.is_file() else None  # a missing file is torchvision's to fetch
+        if problem:
+            raise DatasetDamaged(f"{get_spec(dataset).title} cannot be read: {problem}. {_REPLACE}")
     cls = getattr(datasets, get_spec(dataset).folder)
     try:
         ds = cls(root, train=train, download=False)

@@ -8,6 +8,7 @@ background jobs and the tests all drive this one loop.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import time
@@ -21,11 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import data
-from core.models import get_card, get_model
+from core.models import MAX_WIDTH, MIN_WIDTH, get_card, get_model
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers, as in the paper
+EVAL_BATCH = 1000  # images per batch when scoring a split
+# A mean training or validation loss this many times that of a uniform guess (ln of the number of classes)
+# is a run that has diverged: no healthy run comes near it (MLP at lr 1 with AdamW reached 81, then 8975,
+# and ended at chance; the recipes start at 2.3 and fall).
+EXPLODED = 10
 _SHIFTS_ONLY = dict(max_degrees=0.0, scale=(1.0, 1.0), whole_pixels=True)  # augmentation with warp off
 
 
@@ -74,7 +80,7 @@ class TrainConfig:
             ("val_split", 0 <= self.val_split <= 0.5, "between 0 and 0.5"),
             ("patience", self.patience >= 0, "0 (off) or more"),
             ("limit", self.limit is None or self.limit >= 10, "at least 10 images"),
-            ("width", 0 < self.width <= 4, "in (0, 4]"),
+            ("width", MIN_WIDTH <= self.width <= MAX_WIDTH, f"between {MIN_WIDTH} and {MAX_WIDTH}"),
             ("log_every", self.log_every >= 1, "at least 1"),
         ]
         for name, ok, expected in checks:
@@ -84,6 +90,10 @@ class TrainConfig:
 
 class TrainingError(RuntimeError):
     """A run that cannot go on; the message says what to change."""
+
+
+class Diverged(TrainingError):
+    """The loss became non-finite or exploded; the message says where, and which learning rate to try."""
 
 
 @dataclass
@@ -146,7 +156,7 @@ class Evaluation:
     predictions: torch.Tensor  # predicted class per image, on the CPU
 
 
-Status = Literal["completed", "early-stopped", "stopped"]
+Status = Literal["completed", "early-stopped", "stopped", "diverged"]
 
 
 @dataclass
@@ -160,6 +170,7 @@ class TrainResult:
     seconds: float  # wall clock, data loading and evaluation included
     train_samples_per_s: float  # optimisation steps only
     device: str
+    divergence: str | None = None  # status "diverged": where the loss exploded, which epoch was kept, what to change
 
     @property
     def test_accuracy(self) -> float:
@@ -178,6 +189,7 @@ class TrainResult:
             "seconds": round(self.seconds, 1),
             "train_samples_per_s": round(self.train_samples_per_s, 1),
             "device": self.device,
+            "divergence": self.divergence,
             "config": asdict(self.config),
             "history": [asdict(e) for e in self.history],
         }
@@ -244,7 +256,7 @@ def evaluate(
     split: data.Split,
     dataset: str,
     *,
-    batch_size: int = 1000,
+    batch_size: int = EVAL_BATCH,
 ) -> Evaluation:
     """Mean loss, accuracy and predictions of a model on a split (in eval mode)."""
     device = next(model.parameters()).device
@@ -286,6 +298,139 @@ def _make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
+# --- memory: refuse a run that cannot fit before it starts, and explain one that runs out ---------
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """What a run will hold on its device at its peak, in bytes."""
+
+    state: int  # weights, gradients, optimizer state and the copy of the best weights
+    data: int  # the training split on the device and its train/validation copies
+    per_image: int  # per image of a training batch: activations saved for backward, gradients in flight, input
+    evaluation: int  # scoring a split in batches of EVAL_BATCH (after the training step's memory is freed)
+    batch_size: int
+
+    @property
+    def total(self) -> int:
+        return self.state + self.data + max(self.per_image * self.batch_size, self.evaluation)
+
+    def largest_batch(self, available: int) -> int:
+        """The largest batch size that fits in ``available`` bytes; 0 if even one image does not."""
+        room = available - self.state - self.data
+        if room < max(self.evaluation, self.per_image):
+            return 0
+        return room // self.per_image
+
+
+def estimate_memory(config: TrainConfig, *, model: nn.Module | None = None, data_bytes: int = 0) -> MemoryEstimate:
+    """The memory a run of ``config`` needs, from one forward pass of two images on the CPU.
+
+    Every tensor that autograd saves for the backward pass is counted once (by its storage), without
+    the parameters; a batch of B images saves B/2 times as much. ``model`` (default: built from the
+    config) is left untouched: the pass runs on a copy, and the random state is put back. Assumes
+    float32; under CUDA's bfloat16 autocast the activations take less, so the estimate errs high there.
+    """
+    with torch.random.fork_rng(devices=[]):  # building and dropout draw from the global generator: keep it seeded
+        if model is None:
+            model = get_model(config.arch, num_classes=len(data.get_spec(config.dataset).classes),
+                              width=config.width)
+        activations, largest = _saved_per_image(model)
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    moments = {"sgd": 1 if config.momentum else 0, "adam": 2, "adamw": 2}[config.optimizer]
+    pipeline = 6 * 28 * 28 * 4  # float copies of each input while it is normalised, warped and laid out
+    # The factors come from peak resident memory measured on the CPU, with some room: backward adds the
+    # activations' gradients (ResNet-18 at batch 1024 peaked at 1.2 times what its forward saves), and
+    # scoring in batches of 1000, with nothing saved, still peaked at 0.2 to 0.6 times that, or 3.1 times
+    # the largest activation (convolutions copy their input and output to another layout; the allocator
+    # keeps freed blocks).
+    return MemoryEstimate(
+        # the weights, their gradients, the optimizer's moments, the best weights kept
+        state=weights * (3 + moments),
+        data=2 * data_bytes,
+        per_image=math.ceil(1.5 * activations + 2 * largest + pipeline),
+        evaluation=math.ceil(EVAL_BATCH * (max(0.5 * activations, 4 * largest) + pipeline)),
+        batch_size=config.batch_size,
+    )
+
+
+def _saved_per_image(model: nn.Module) -> tuple[float, float]:
+    """Bytes per image that a training forward pass saves for backward: in all, and the largest tensor."""
+    probe = copy.deepcopy(model).train()  # training mode moves batch-norm statistics: never the real model's
+    parameters = {id(p.untyped_storage()) for p in probe.parameters()}
+    saved: dict[int, torch.UntypedStorage] = {}  # by storage: a tensor saved by two operations counts once
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if id(storage) not in parameters:
+            saved[id(storage)] = storage
+        return tensor
+
+    images = 2  # training batch norm needs two values per channel
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        probe(torch.zeros(images, 1, 28, 28).contiguous(memory_format=torch.channels_last))
+    sizes = [storage.nbytes() for storage in saved.values()] or [0]
+    return sum(sizes) / images, max(sizes) / images
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a run can still take on ``device``; None where that cannot be told (Apple GPUs share the
+    system's memory; Windows and macOS have no /proc/meminfo). Then only a real out-of-memory error
+    stops a run, with the same advice."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        # what this process's caching allocator holds but does not use is free to this run too
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            # MemAvailable counts the page cache the kernel can drop; "free" memory alone is much less
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def _lower(config: TrainConfig, largest_batch: int) -> str:
+    """What to lower so that a run fits: the batch size (to a power of two that fits), else the width."""
+    width = config.width
+    smaller = f"lower the width (it is {width:g})" if width > MIN_WIDTH else "choose a smaller architecture"
+    if largest_batch < 1:
+        return f"even a batch of one image does not fit: {smaller}"
+    return f"lower the batch size to {2 ** int(math.log2(largest_batch))} or less, or {smaller}"
+
+
+def check_memory(config: TrainConfig, estimate: MemoryEstimate, device: torch.device) -> None:
+    """Raise TrainingError if the run cannot fit in what ``device`` has free."""
+    available = available_memory(device)
+    if available is None or estimate.total <= available:
+        return
+    raise TrainingError(
+        f"{get_card(config.arch).title} at width {config.width:g} with batch size {config.batch_size} needs about "
+        f"{_size(estimate.total)} of memory, and {describe_device(device)} has {_size(available)} free: "
+        f"{_lower(config, estimate.largest_batch(available))}."
+    )
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an error is an allocation that failed: CPU, CUDA and MPS word it differently."""
+    if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    if not isinstance(error, RuntimeError) or isinstance(error, TrainingError):
+        return False
+    text = str(error).lower()
+    return any(words in text for words in ("can't allocate memory", "not enough memory", "out of memory"))
+
+
 StopFlag = Callable[[], bool]
 
 
@@ -310,13 +455,18 @@ class Trainer:
         self.callback = callback or Callback()
         spec = data.get_spec(config.dataset)
         if train_data is None:
-            full = data.load(config.dataset, train=True, root=data_root, device=self.device, limit=config.limit)
+            full = data.load(config.dataset, train=True, root=data_root, limit=config.limit)
         else:
-            full = train_data.subset(slice(0, config.limit)).to(self.device)
-        self.train_split, self.val_split = data.split_validation(full, config.val_split, seed=config.seed)
-
+            full = train_data.subset(slice(0, config.limit))
         torch.manual_seed(config.seed)
-        self.model = get_model(config.arch, num_classes=len(spec.classes), width=config.width).to(self.device)
+        model = get_model(config.arch, num_classes=len(spec.classes), width=config.width)
+        # Refuse a run that cannot fit before anything is moved to the device (VGG-19 at width 4 and batch
+        # size 8192 asked for more than this 24 GB machine has, and failed with a traceback).
+        self.memory = estimate_memory(config, model=model, data_bytes=full.images.nbytes + full.labels.nbytes)
+        check_memory(config, self.memory, self.device)
+        self.train_split, self.val_split = data.split_validation(full.to(self.device), config.val_split,
+                                                                 seed=config.seed)
+        self.model = model.to(self.device)
         if use_channels_last(self.device):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = _make_optimizer(self.model, config, self.device)
@@ -325,6 +475,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.background = data.background(config.dataset)
         self.mirror = spec.mirror
+        self.exploded_loss = EXPLODED * math.log(len(spec.classes))
 
         self.history: list[EpochEvent] = []
         # What "best" means: the highest validation accuracy, then the lower validation loss. Loss
@@ -338,29 +489,39 @@ class Trainer:
         self.train_samples = 0
 
     def fit(self, stop: StopFlag | None = None) -> TrainResult:
-        """Train up to ``config.epochs``, keep the best weights, then score the test set."""
+        """Train up to ``config.epochs``, keep the best weights, then score the test set.
+
+        A run whose loss diverges stops at once and keeps its best epoch (status "diverged"); one that
+        diverges before any epoch is done raises Diverged. Running out of memory raises TrainingError.
+        """
         stop = stop or (lambda: False)
         started = time.perf_counter()
         self.callback.on_start(self)
         status: Status = "completed"
+        divergence = None
         try:
-            for epoch in range(len(self.history) + 1, self.config.epochs + 1):
-                if not self.train_epoch(epoch, stop):
-                    status = "stopped"
-                    break
-                patience = self.config.patience
-                if patience and len(self.history) - self.best_epoch >= patience:
-                    status = "early-stopped"
-                    break
-        except torch.cuda.OutOfMemoryError as error:
-            raise TrainingError(
-                f"out of memory on {describe_device(self.device)} at batch size {self.config.batch_size}: "
-                f"choose a smaller batch size, e.g. {max(1, self.config.batch_size // 2)}"
-            ) from error
-        if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
-        self.callback.on_evaluate()
-        test = evaluate(self.model, self.test_split(), self.config.dataset)
+            try:
+                for epoch in range(len(self.history) + 1, self.config.epochs + 1):
+                    if not self.train_epoch(epoch, stop):
+                        status = "stopped"
+                        break
+                    patience = self.config.patience
+                    if patience and len(self.history) - self.best_epoch >= patience:
+                        status = "early-stopped"
+                        break
+            except Diverged as error:
+                if self.best_state is None:
+                    raise  # no sane epoch to fall back on: the message says which learning rate to try
+                status = "diverged"
+                divergence = f"{error} The weights of epoch {self.best_epoch}, the best before it, were kept."
+            if self.best_state is not None:
+                self.model.load_state_dict(self.best_state)
+            self.callback.on_evaluate()
+            test = evaluate(self.model, self.test_split(), self.config.dataset)
+        except Exception as error:
+            if is_out_of_memory(error):
+                raise self.out_of_memory(error) from error
+            raise
         return TrainResult(
             model=self.model,
             config=self.config,
@@ -371,6 +532,19 @@ class Trainer:
             seconds=time.perf_counter() - started,
             train_samples_per_s=self.train_samples / max(self.train_seconds, 1e-9),
             device=describe_device(self.device),
+            divergence=divergence,
+        )
+
+    def out_of_memory(self, error: BaseException) -> TrainingError:
+        """The out-of-memory error of a run that started: what ran out, and what to lower."""
+        config = self.config
+        # The estimate let this run start, so it erred low, and the failed step still holds its memory, so
+        # what is free now says little: halve the batch.
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        return TrainingError(
+            f"out of memory on {describe_device(self.device)} with {get_card(config.arch).title} at width "
+            f"{config.width:g} and batch size {config.batch_size} ({detail}): "
+            f"{_lower(config, config.batch_size // 2)}."
         )
 
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:
@@ -459,11 +633,9 @@ class Trainer:
             interval_seen += n
             if step % config.log_every == 0 or step == self.steps_per_epoch:
                 mean_loss = interval_loss.item() / interval_seen  # the one host sync per interval
-                if not math.isfinite(mean_loss):
-                    raise TrainingError(
-                        f"training diverged at epoch {epoch}, step {step}: the loss became {mean_loss}. "
-                        f"Lower the learning rate (it was {config.lr:g}; try {config.lr / 10:g} or less)."
-                    )
+                if self.diverged(mean_loss):
+                    self.train_seconds += time.perf_counter() - epoch_start
+                    raise self.divergence(f"at epoch {epoch}, step {step}: the training loss became", mean_loss)
                 now = time.perf_counter()
                 done = (epoch - 1) * self.steps_per_epoch + step
                 seconds_per_step = (now - epoch_start) / step
@@ -489,6 +661,8 @@ class Trainer:
         train_accuracy = 100.0 * epoch_correct.item() / len(self.train_split)
         if len(self.val_split):
             val = evaluate(model, self.val_split, config.dataset)
+            if self.diverged(val.loss):  # such weights must never be kept as the best
+                raise self.divergence(f"at epoch {epoch}: the validation loss became", val.loss)
             val_loss, val_accuracy, score = val.loss, val.accuracy, (-val.accuracy, val.loss)
         else:
             val_loss = val_accuracy = None
@@ -505,6 +679,18 @@ class Trainer:
         self.history.append(event)
         self.callback.on_epoch_end(event)
         return True
+
+    def diverged(self, loss: float) -> bool:
+        """A mean loss that is not finite, or far worse than guessing: the weights are ruined."""
+        return not math.isfinite(loss) or loss > self.exploded_loss
+
+    def divergence(self, where: str, loss: float) -> Diverged:
+        guess = self.exploded_loss / EXPLODED
+        lr = self.config.lr
+        return Diverged(
+            f"training diverged {where} {loss:.3g} (guessing gives {guess:.2f}). "
+            f"Lower the learning rate (it was {lr:g}; try {lr / 10:g} or less)."
+        )
 
 
 def train(

@@ -43,6 +43,8 @@ TEXT = {
                 "train_accuracy": "training accuracy %", "train_loss": "training loss"},
     "epoch": "epoch",
     "test_set": "On the test set",
+    "no_data": "The test images cannot be read, so the answers, the hardest pictures and the mistakes are not "
+               "shown: {error}",
     "test_models": "Models on the test set",
     "test_models_help": "Each model answers the test set once on this server; the answers are cached.",
     "predicting": "Every chosen model answers the test set, once (the answers are cached):",
@@ -81,10 +83,6 @@ def with_progress(text: str, compute: Callable[[measure.Progress], T]) -> T:
     result = compute(lambda done, total, what: slot.progress(done / max(total, 1), text=f"{text} {what}"))
     slot.empty()
     return result
-
-
-def label(record: checkpoints.ModelRecord) -> str:
-    return record.name if record.shipped else f"{record.name} (run)"
 
 
 def class_name(index: int | None) -> str:
@@ -148,7 +146,7 @@ st.header(TEXT["pictures"].format(dataset=spec.title))
 if not here:
     st.info(TEXT["no_models_here"].format(dataset=spec.title))
     st.stop()
-names = [label(record) for record, _ in here]
+names = [record.label for record, _ in here]
 here_rows = [row for _, row in here]
 left, right = st.columns(2)
 left.plotly_chart(accuracy_chart(here_rows, names, [row.macs for row in here_rows], title=TEXT["acc_macs"],
@@ -157,7 +155,7 @@ right.plotly_chart(accuracy_chart(here_rows, names, [row.train_seconds for row i
                                   title=TEXT["acc_time"], axis=TEXT["time_axis"], bubbles=False))
 
 st.subheader(TEXT["curves"])
-with_history = {label(record): record for record, _ in here if record.history}
+with_history = {record.label: record for record, _ in here if record.history}
 curve_column, metric_column = st.columns([3, 1])
 curve_names = curve_column.multiselect(TEXT["curve_models"], list(with_history),
                                        default=[n for n, r in with_history.items() if r.shipped][:CURVES])
@@ -172,7 +170,7 @@ curves.update_layout(title=TEXT["metrics"][metric], xaxis_title=TEXT["epoch"], h
 st.plotly_chart(curves)
 
 # --- the test set: per class, the hardest images, one model's mistakes ---
-def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord]) -> str | None:
+def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Split) -> str | None:
     """The chosen models' answers on the test set; returns the architecture of the one looked at closely."""
     models_key = f"compare_models_{dataset}"
     st.session_state[models_key] = [n for n in st.session_state.get(models_key, list(by_name)) if n in by_name]
@@ -187,7 +185,6 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord]) -> str | None:
     answered = {name: answers[by_name[name].path] for name in picked if by_name[name].path in answers}
     if not answered:
         return None
-    test = data.load(dataset, train=False)
     images, labels = test.images.numpy(), test.labels
 
     per_class = [measure.per_class_accuracy(a.predicted, labels, len(spec.classes)).tolist()
@@ -235,7 +232,13 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord]) -> str | None:
 
 
 st.header(TEXT["test_set"])
-looked_at = on_the_test_set({label(record): record for record, _ in here})
+try:
+    test_split = data.load(dataset, train=False)
+except data.DatasetNotFound as error:  # offline at first start: everything else on the page needs no data
+    st.warning(TEXT["no_data"].format(error=error))
+    looked_at = None
+else:
+    looked_at = on_the_test_set({record.label: record for record, _ in here}, test_split)
 
 # --- inside one architecture ---
 st.header(TEXT["layers"])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.error
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import checkpoints, measure
+from core import checkpoints, data, measure
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = "pages/3_Compare.py"
@@ -113,3 +114,30 @@ def test_the_layer_summary_adds_up(cheap_models):
     [depth] = [s for s in at.slider if s.label == "Depth"]
     at = depth.set_value(1).run()
     assert list(at.dataframe[-1].value["layer"]) == ["features", "classifier"]
+
+
+def test_without_the_dataset_the_page_says_so_and_shows_what_needs_no_data(cheap_models, tmp_path, monkeypatch):
+    """Offline at first start: the table, the pictures and the layers come from the manifest and the code."""
+    from torchvision import datasets
+
+    def offline(self):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(datasets.MNIST, "download", offline)
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path))
+    data._read.cache_clear()  # loads are cached by folder; start from what the disk holds
+    at = open_compare(cheap_models)
+    assert not at.exception
+    [warning] = [w.value for w in at.warning if "test images cannot be read" in w.value]
+    assert f"MNIST was not found in {tmp_path.resolve()}" in warning and data.DATA_ENV in warning
+
+    records = checkpoints.find_models()
+    assert list(at.dataframe[0].value["model"]) == [r.name for r in records]
+    assert list(at.dataframe[0].value["parameters"]) == [measure.architecture_size(r.arch)[0] for r in records]
+    figures = charts(at)
+    assert "Accuracy against MACs (bubble: parameters)" in figures and "Accuracy per class (%)" not in figures
+    assert not gallery(at) and not [s for s in at.selectbox if s.label == "Model"]
+    layers = at.dataframe[-1].value
+    [arch] = [s for s in at.selectbox if s.label == "Architecture"]
+    params, macs = measure.architecture_size(arch.value)
+    assert layers["parameters"].sum() == params and layers["MACs"].sum() == macs

@@ -153,3 +153,40 @@ def test_data_root_order(monkeypatch, tmp_path):
 def test_unknown_dataset_is_named():
     with pytest.raises(ValueError, match="unknown dataset 'kmnist'"):
         data.load("kmnist", train=True)
+
+
+def raw_with(tmp_path, dataset: str, name: str, content: bytes):
+    """A data root whose files are the real ones (linked), but for one file ``name`` that holds ``content``."""
+    folder = data.get_spec(dataset).folder
+    source, raw = data.data_root() / folder / "raw", tmp_path / folder / "raw"
+    raw.mkdir(parents=True)
+    for other in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        if other != name:
+            (raw / other).symlink_to((source / other).resolve())
+    (raw / name).write_bytes(content)
+    return raw / name
+
+
+@pytest.mark.parametrize(
+    "name, size, expected",
+    [("train-images-idx3-ubyte", 1_000_000, "where its header (60000 x 28 x 28) means 47,040,016"),
+     ("train-labels-idx1-ubyte", 30_000, "where its header (60000) means 60,008"),
+     ("train-images-idx3-ubyte", 10, "shorter than its own 16-byte header")],
+)
+def test_a_truncated_file_is_named_with_its_size_and_the_size_it_should_have(tmp_path, name, size, expected):
+    with open(data.data_root() / "MNIST" / "raw" / name, "rb") as whole:
+        path = raw_with(tmp_path, "mnist", name, whole.read(size))  # a download cut short
+    with pytest.raises(data.DatasetNotFound) as error:  # what every page and command already copes with
+        data.load("mnist", train=True, root=tmp_path)
+    message = str(error.value)
+    assert f"MNIST cannot be read: {path} is truncated: {size:,} bytes" in message and expected in message
+    assert "Delete it" in message and isinstance(error.value, data.DatasetDamaged)
+    assert len(data.load("mnist", train=False, root=tmp_path)) == 10_000  # the other split still loads
+
+
+def test_a_file_that_is_not_idx_is_named(tmp_path):
+    raw_with(tmp_path, "fashion", "t10k-labels-idx1-ubyte", b"<html>404 Not Found</html>")
+    with pytest.raises(data.DatasetDamaged, match=r"Fashion-MNIST cannot be read: .*t10k-labels-idx1-ubyte is not an "
+                                                  r"idx file \(26 bytes, starting 3c68746d\)"):
+        data.load("fashion", train=False, root=tmp_path)

@@ -1,11 +1,27 @@
 from __future__ import annotations
 
+import math
+import re
+from dataclasses import replace
+
 import pytest
 import torch
 
-from core import data
-from core.models import get_model
-from core.training import Callback, TrainConfig, Trainer, TrainingError, evaluate, outputs_loss, train
+from core import data, training
+from core.models import get_model, list_models
+from core.recipes import recipe
+from core.training import (
+    Callback,
+    Diverged,
+    Evaluation,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    estimate_memory,
+    evaluate,
+    outputs_loss,
+    train,
+)
 
 
 class Recorder(Callback):
@@ -140,3 +156,112 @@ def test_the_config_chooses_the_augmentation(monkeypatch, warp, erase):
 def test_an_erase_share_outside_0_to_1_is_refused():
     with pytest.raises(ValueError, match="erase must be in"):
         TrainConfig(erase=1.5).validate()
+
+
+# --- divergence: stop at once, keep the best finite epoch ---
+
+class RaiseTheRateAfterEpoch1(Callback):
+    """What a student's warm restart at a huge learning rate does to a run that was going well."""
+
+    def on_start(self, trainer):
+        self.trainer = trainer
+
+    def on_epoch_end(self, event):
+        if event.epoch == 1:
+            self.trainer.schedule.base_lrs = [1e4 for _ in self.trainer.schedule.base_lrs]
+
+
+def test_a_run_that_diverges_after_its_first_epoch_keeps_that_epoch():
+    config = TrainConfig(arch="lenet5-relu", epochs=3, lr=0.05, optimizer="sgd", schedule="constant",
+                         augment=False, limit=2000, batch_size=50, log_every=5)
+    trainer = Trainer(config, callback=RaiseTheRateAfterEpoch1())
+    result = trainer.fit()
+    assert result.status == "diverged" and result.best_epoch == 1
+    assert len(result.history) == 1  # the ruined epoch is not reported as an epoch
+    assert re.match(r"training diverged at epoch 2, step \d+: the training loss became .*Lower the learning rate "
+                    r"\(it was 0.05; try 0.005 or less\)\. The weights of epoch 1, .* were kept\.", result.divergence)
+    assert result.summary()["status"] == "diverged" and result.summary()["divergence"] == result.divergence
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    assert evaluate(result.model, trainer.val_split, "mnist").loss == pytest.approx(result.history[0].val_loss,
+                                                                                    rel=1e-4)
+    assert result.test_accuracy > 40  # one short epoch's worth; the ruined weights of epoch 2 answer at chance
+
+
+def test_an_exploding_but_finite_loss_in_the_first_epoch_is_divergence():
+    # MLP at lr 1 with AdamW: the loss climbs to 81, then 8975, then falls back to chance (2.3): no epoch is worth
+    # keeping, and the run stops at the first logging interval instead of training on at chance
+    config = replace(recipe("mlp"), lr=1.0, epochs=2, limit=1000, log_every=10)
+    with pytest.raises(Diverged) as error:
+        train(config)
+    match = re.fullmatch(r"training diverged at epoch 1, step \d+: the training loss became (\S+) \(guessing gives "
+                         r"2\.30\)\. Lower the learning rate \(it was 1; try 0\.1 or less\)\.", str(error.value))
+    assert match, str(error.value)
+    assert 23 < float(match.group(1)) < math.inf
+
+
+def test_an_epoch_whose_validation_loss_is_not_finite_is_never_the_best(monkeypatch):
+    calls = []
+
+    def nan_at_epoch_2(model, split, dataset, **options):
+        calls.append(len(split))
+        real = evaluate(model, split, dataset, **options)
+        # as if the weights answered inf on one image: argmax is still mostly right, the loss is not finite
+        return Evaluation(math.nan, 100.0, real.predictions) if len(calls) == 2 else real
+
+    monkeypatch.setattr(training, "evaluate", nan_at_epoch_2)
+    config = TrainConfig(arch="lenet5-relu", epochs=3, augment=False, limit=500, batch_size=50, val_split=0.2)
+    result = Trainer(config).fit()
+    assert result.status == "diverged" and result.best_epoch == 1 and len(result.history) == 1
+    assert "at epoch 2: the validation loss became nan" in result.divergence
+    assert math.isfinite(result.test.loss)
+
+
+# --- memory: refused before the run, and explained when it runs out ---
+
+def test_a_run_too_big_for_the_free_memory_is_refused_before_it_starts(monkeypatch):
+    free = 2 * 2**30
+    monkeypatch.setattr(training, "available_memory", lambda device: free)
+    config = TrainConfig(arch="vgg19", width=4, batch_size=8192, limit=1000)
+    with pytest.raises(TrainingError) as error:
+        Trainer(config)
+    message = str(error.value)
+    match = re.fullmatch(r"VGG-19 at width 4 with batch size 8192 needs about (\d+\.\d) GiB of memory, and CPU, "
+                         r"\d+ threads? has 2\.0 GiB free: lower the batch size to (\d+) or less, or lower the width "
+                         r"\(it is 4\)\.", message)
+    assert match, message
+    assert float(match.group(1)) > 10  # activations of 8192 images at 4 times the channels
+    suggested = int(match.group(2))
+    assert estimate_memory(replace(config, batch_size=suggested)).total <= free
+    assert estimate_memory(replace(config, batch_size=2 * suggested)).total > free
+
+
+def test_a_run_whose_model_alone_is_too_big_is_told_to_lower_the_width(monkeypatch):
+    monkeypatch.setattr(training, "available_memory", lambda device: 200 * 2**20)
+    with pytest.raises(TrainingError, match=r"even a batch of one image does not fit: lower the width \(it is 4\)\.$"):
+        Trainer(TrainConfig(arch="vgg19", width=4, batch_size=1, limit=1000))
+
+
+@pytest.mark.parametrize("dataset", list(data.DATASETS))
+def test_every_recipe_fits_in_two_gib(dataset):
+    """The recipes must never be refused: every one needs well under what any lab machine has free."""
+    full_split = 60_000 * (28 * 28 + 8)
+    for arch in list_models():
+        assert estimate_memory(recipe(arch, dataset), data_bytes=full_split).total < 2 * 2**30, arch
+
+
+@pytest.mark.parametrize("where, error", [
+    ("augment", RuntimeError("[enforce fail at alloc_cpu.cpp:119] data. DefaultCPUAllocator: can't allocate memory: "
+                             "you tried to allocate 9663676416 bytes. Error code 12 (Cannot allocate memory)")),
+    ("augment", torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")),
+    ("evaluate", MemoryError()),
+])
+def test_running_out_of_memory_anywhere_in_a_run_says_what_to_lower(monkeypatch, where, error):
+    def out_of_memory(*args, **options):
+        raise error
+
+    monkeypatch.setattr(data if where == "augment" else training, where, out_of_memory)
+    config = TrainConfig(arch="lenet5", epochs=1, limit=200, batch_size=100, val_split=0)
+    with pytest.raises(TrainingError, match=r"out of memory on CPU, \d+ threads? with LeNet-5 at width 1 and batch "
+                                            r"size 100 \(.+\): lower the batch size to 32 or less, or lower the width "
+                                            r"\(it is 1\)\."):
+        Trainer(config).fit()
