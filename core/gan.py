@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -26,12 +27,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core import checkpoints, data, inspect, measure
+from core.models import MAX_CLASSES
 from core.training import Progress, TrainingError, describe_device, evaluate, resolve_device
 
 LATENT = 64  # length of the noise vector z
 ARCH = "cgan-generator"  # how generators are named in the manifests and file metadata
 # A shipped generator is scored in full: images per class, and generated images for the classification score.
 SHIPPED_PER_CLASS, SHIPPED_CAS_IMAGES = 1000, 60_000
+# What a generator may be built with; a weights file's metadata is checked against these first.
+MAX_LATENT, MAX_WIDTH = 1024, 512
+# Digits per forward pass: G's activations grow with the batch (an export of 60,000 at once peaked at 13.9 GB).
+CHUNK = 512
 
 
 class Generator(nn.Module):
@@ -118,7 +124,8 @@ class GanConfig:
         for name, ok, expected in [
             ("epochs", self.epochs >= 1, "at least 1"), ("batch_size", 2 <= self.batch_size <= 4096, "2 to 4096"),
             ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive number"),
-            ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"), ("width", 1 <= self.width <= 512, "1 to 512"),
+            ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
+            ("width", 1 <= self.width <= MAX_WIDTH, f"1 to {MAX_WIDTH}"),
             ("limit", self.limit is None or self.limit >= 10, "at least 10 images"),
             ("log_every", self.log_every >= 1, "at least 1"),
         ]:
@@ -265,12 +272,15 @@ def sample_with(generator: Generator, z: Tensor, labels: Tensor) -> Tensor:
 
 
 def generate(generator: Generator, z: Tensor, labels: Tensor | Sequence[int]) -> Tensor:
-    """uint8 digits (N x 28 x 28) for given noise (N x latent) and labels (N,)."""
+    """uint8 digits (N x 28 x 28) for given noise (N x latent) and labels (N,), ``CHUNK`` at a time."""
     labels = torch.as_tensor(labels, dtype=torch.long)
     if len(labels) and (labels.min() < 0 or labels.max() >= generator.num_classes):
         raise ValueError(f"classes must be 0 to {generator.num_classes - 1}, got {labels.tolist()}")
     device = next(generator.parameters()).device
-    return to_pixels(sample_with(generator, z.to(device), labels.to(device))).cpu()
+    # in eval mode each digit depends on its own z and label alone: chunks give one pass's pixels
+    # (bit for bit on the CPU, tests/test_gan.py) and memory stays flat for any N
+    return torch.cat([to_pixels(sample_with(generator, z_part.to(device), part.to(device))).cpu()
+                      for z_part, part in zip(z.split(CHUNK), labels.split(CHUNK), strict=True)])
 
 
 def noise(seeds: Sequence[int], latent: int = LATENT) -> Tensor:
@@ -341,20 +351,55 @@ def synthetic_dataset(generator: Generator, n: int, *, seed: int = 0, label: int
     return data.Split(sample(generator, labels, seed=seed), labels)
 
 
-def encode_dataset(split: data.Split, fmt: str) -> bytes:
-    """The digits as a file: ``csv`` as the original repository's fake_mnist.csv (no header, one row per
-    digit: the label, then 784 pixel values), ``npz`` (images, labels) or ``pt`` (a torch dict)."""
-    images, labels = split.images.cpu(), split.labels.cpu()
-    buffer = io.BytesIO()
-    if fmt == "csv":
-        np.savetxt(buffer, np.column_stack([labels.numpy(), images.flatten(1).numpy()]), fmt="%d", delimiter=",")
-    elif fmt == "npz":
-        np.savez_compressed(buffer, images=images.numpy(), labels=labels.numpy())
-    elif fmt == "pt":
-        torch.save({"images": images, "labels": labels}, buffer)
-    else:
+def export_dataset(
+    generator: Generator, n: int, path: Path | str, *, fmt: str, seed: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Write ``n`` generated digits to ``path``, the digits ``synthetic_dataset(generator, n, seed=seed)``
+    gives, made ``CHUNK`` at a time: ``csv`` as the original repository's fake_mnist.csv (no header, one
+    row per digit: the label, then 784 pixel values), ``npz`` (images, labels) or ``pt`` (a torch dict).
+
+    Memory stays flat: CSV rows are written chunk by chunk, NPZ and PT keep only the uint8 pixels (47 MB
+    for 60,000). The file appears whole or not at all, also when ``on_progress(done, total)``, called
+    after each chunk, raises to stop.
+    """
+    _check_format(fmt)
+    if n < 1:
+        raise ValueError(f"the dataset needs at least one digit, got {n}")
+    labels = torch.arange(n) % generator.num_classes  # the classes in turn, as synthetic_dataset
+    images = None if fmt == "csv" else torch.empty((n, 28, 28), dtype=torch.uint8)
+    # One seeded stream drawn chunk by chunk gives sample()'s z: torch fills normals in blocks of 16 and
+    # CHUNK x latent is a multiple of 16 (a last chunk under 16 values, for a latent under 16, differs).
+    stream = torch.Generator().manual_seed(seed)
+    with checkpoints.atomic_file(Path(path)) as file:
+        for start in range(0, n, CHUNK):
+            part = labels[start:start + CHUNK]
+            pixels = generate(generator, torch.randn(len(part), generator.latent, generator=stream), part)
+            if images is None:
+                _write_rows(file, pixels, part)
+            else:
+                images[start:start + len(part)] = pixels
+            if on_progress:
+                on_progress(start + len(part), n)
+        if images is not None:
+            _write_arrays(file, images, labels, fmt)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in EXPORT_FORMATS:
         raise ValueError(f"the format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
-    return buffer.getvalue()
+
+
+def _write_rows(file: BinaryIO, images: Tensor, labels: Tensor) -> None:
+    # savetxt writes row by row, so rows written chunk by chunk make the same bytes as all at once
+    np.savetxt(file, np.column_stack([labels.numpy(), images.flatten(1).numpy()]), fmt="%d", delimiter=",")
+
+
+def _write_arrays(file: BinaryIO, images: Tensor, labels: Tensor, fmt: str) -> None:
+    if fmt == "npz":
+        np.savez_compressed(file, images=images.numpy(), labels=labels.numpy())
+    else:
+        torch.save({"images": images, "labels": labels}, file)
 
 
 # --- scores -----------------------------------------------------------------------------------
@@ -484,22 +529,22 @@ def classification_accuracy_score(
 # --- weights ----------------------------------------------------------------------------------
 
 def save_generator(result: GanResult, *, folder: Path, scores: Scores, name: str = ARCH,
-                   half: bool = False) -> checkpoints.ModelRecord:
-    """``<folder>/<dataset>/<name>.safetensors`` and a manifest entry, like the classifiers'."""
+                   half: bool = False, overwrite: bool = False) -> checkpoints.ModelRecord:
+    """``<folder>/<dataset>/<name>.safetensors`` and a manifest entry, like the classifiers' (see
+    ``checkpoints.store``: ``overwrite`` for the shipped generator, a file of its own for a run)."""
+    name = checkpoints.check_name(name)
     dataset = result.config.dataset
     generator = result.generator
-    file = f"{dataset}/{checkpoints.safe_name(name)}.safetensors"
+    file = f"{dataset}/{checkpoints.file_stem(name, ARCH)}.safetensors"
     metadata = {"arch": ARCH, "dataset": dataset, "width": str(generator.width), "latent": str(generator.latent),
                 "num_classes": str(generator.num_classes)}
-    checkpoints.write_weights(generator, folder / file, metadata, half=half)
     summary = result.summary()
     record = checkpoints.ModelRecord(
         name=name, arch=ARCH, dataset=dataset, file=file, epochs=summary["epochs"], seconds=summary["seconds"],
         device=summary["device"], date=checkpoints.now(), code_version=checkpoints.code_version(),
         config=summary["config"], history=summary["history"], folder=folder, **_score_fields(scores),
     )
-    checkpoints.add_record(folder, record)
-    return record
+    return checkpoints.store(generator, record, metadata, half=half, overwrite=overwrite)
 
 
 def record_scores(record: checkpoints.ModelRecord, scores: Scores) -> checkpoints.ModelRecord:
@@ -515,12 +560,24 @@ def _score_fields(scores: Scores) -> dict:
 
 
 def load_generator(path: Path | str) -> Generator:
-    """A generator from its weights file, checked tensor by tensor (CheckpointError otherwise)."""
+    """A generator from its weights file, its metadata checked before it is built and its tensors
+    after (CheckpointError otherwise)."""
     tensors, metadata = checkpoints.read_weights(path)
     if metadata.get("arch") != ARCH:
         raise checkpoints.CheckpointError(f"{path}: holds {metadata.get('arch')!r} weights, not a CGAN generator")
-    generator = Generator(num_classes=int(metadata.get("num_classes", 10)), latent=int(metadata.get("latent", LATENT)),
-                          width=int(metadata.get("width", 64)))
+
+    def number(key: str, default: int, high: int) -> int:
+        return int(checkpoints.metadata_number(metadata, key, default=default, low=1, high=high, integer=True,
+                                               path=path))
+
+    num_classes = number("num_classes", 10, MAX_CLASSES)
+    dataset = metadata.get("dataset")
+    classes = len(data.DATASETS[dataset].classes) if dataset in data.DATASETS else num_classes
+    if num_classes != classes:  # the pages and the scores ask for every class of the dataset
+        raise checkpoints.CheckpointError(f"{path}: metadata num_classes={str(num_classes)!r} does not match "
+                                          f"{dataset}'s {classes} classes")
+    generator = Generator(num_classes=num_classes, latent=number("latent", LATENT, MAX_LATENT),
+                          width=number("width", 64, MAX_WIDTH))
     return checkpoints.fill(generator, tensors, path, ARCH)
 
 

@@ -1,5 +1,11 @@
 """Generate: a conditional GAN draws digits of a chosen class; train it live, browse, walk its latent space."""
 
+import contextlib
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
 import streamlit as st
 
 import ui
@@ -49,10 +55,21 @@ TEXT = {
     "scrub": "Epoch", "grid_caption": "Fixed noise after epoch {epoch}: each row one z, each column one class.",
     "export_intro": "A synthetic dataset: the classes in turn, so each has its share. CSV is the original "
                     "repository's fake_mnist.csv format (no header; the label, then 784 pixel values per row).",
-    "export_count": "Digits", "format": "Format", "download": "Download {count:,} digits ({fmt})",
+    "export_count": "Digits", "format": "Format",
+    "make": "Make the file: {count:,} digits ({fmt})",
+    "making": "Drawing {done:,} of {total:,} digits",
+    "made": "{total:,} digits made",
+    "kept": "The file waits on the server until you change the settings; after an hour it may be gone, and "
+            "the button above makes it again.",
+    "download": "Download {count:,} digits ({fmt}, {size:.1f} MB)",
+    "export_failed": "The file could not be made: {error}",
 }
 IMAGE_LIMITS = {2000: "2,000", 10_000: "10,000", None: "all 60,000"}
 MIME = {"csv": "text/csv", "npz": "application/octet-stream", "pt": "application/octet-stream"}
+# Made files wait here for their download, one per session: not in session_state, where 30 students'
+# 110 MB CSVs would stay in the server's memory.
+EXPORTS = Path(tempfile.gettempdir()) / "mnist-lab-exports"
+EXPORT_KEEP_S = 3600  # files of sessions that left are removed when someone makes a new one
 
 dataset = ui.page_setup(TEXT["title"])
 classes = data.get_spec(dataset).classes
@@ -157,7 +174,7 @@ with train:
 def show(job: JobSnapshot) -> None:
     job = ui.job_status(job, owner=owner)
     if job.result:
-        st.success(TEXT["done" if job.status == "done" else "stopped"].format(name=job.name))
+        st.success(TEXT["done" if job.status == "done" else "stopped"].format(name=ui.plain(job.name)))
     left, right = st.columns(2)
     if job.steps:
         left.plotly_chart(ui.gan_loss_chart(job), width="stretch")
@@ -191,16 +208,59 @@ def live() -> None:
 with train:
     live()
 
+
+def made_file(wanted: tuple) -> dict | None:
+    """This session's file made with these settings (its path and size); one made with others is removed."""
+    made = st.session_state.get("export")
+    if made and made["wanted"] == wanted and Path(made["path"]).is_file():
+        return made
+    if made:
+        Path(made["path"]).unlink(missing_ok=True)
+        del st.session_state["export"]
+    return None
+
+
+def make_file(wanted: tuple, count: int, fmt: str, seed: int) -> dict | None:
+    bar = st.progress(0.0, text=TEXT["making"].format(done=0, total=count))
+    path = EXPORTS / f"{owner}-{uuid.uuid4().hex[:8]}.{fmt}"
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total, text=TEXT["making"].format(done=done, total=total))
+
+    try:
+        EXPORTS.mkdir(exist_ok=True)
+        for old in EXPORTS.iterdir():
+            with contextlib.suppress(FileNotFoundError):  # another session may remove it first
+                if time.time() - old.stat().st_mtime > EXPORT_KEEP_S:
+                    old.unlink()
+        # a rerun during the export stops it in a progress call, and the half-made file is removed
+        gan.export_dataset(generator, count, path, fmt=fmt, seed=seed, on_progress=progress)
+        size = path.stat().st_size
+    except (checkpoints.CheckpointError, OSError) as error:  # the temporary folder is full or read-only
+        st.error(TEXT["export_failed"].format(error=error))
+        return None
+    bar.progress(1.0, text=TEXT["made"].format(total=count))
+    made = st.session_state["export"] = {"wanted": wanted, "path": str(path), "size": size}
+    return made
+
+
 with export:
     if generator:
         st.caption(TEXT["export_intro"])
         left, middle, right = st.columns(3)
-        count = left.number_input(TEXT["export_count"], 10, 60_000, 6000, step=1000)
+        count = int(left.number_input(TEXT["export_count"], 10, 60_000, 6000, step=1000))
         fmt = middle.radio(TEXT["format"], gan.EXPORT_FORMATS, horizontal=True, format_func=str.upper)
-        seed = right.number_input(TEXT["seed"], 0, 2**31 - 1, 0, key="export-seed")
-        st.download_button(
-            TEXT["download"].format(count=int(count), fmt=fmt.upper()),
-            # made when clicked: 60,000 digits as CSV take seconds, and most visits never download
-            lambda: gan.encode_dataset(gan.synthetic_dataset(generator, int(count), seed=int(seed)), fmt),
-            file_name=f"fake_{dataset}.{fmt}", mime=MIME[fmt], icon=":material/download:", on_click="ignore",
-        )
+        seed = int(right.number_input(TEXT["seed"], 0, 2**31 - 1, 0, key="export-seed"))
+        wanted = (str(record.path), record.date, count, fmt, seed)
+        made = made_file(wanted)  # a rerun with the same settings makes nothing again
+        if st.button(TEXT["make"].format(count=count, fmt=fmt.upper()), icon=":material/build:",
+                     disabled=made is not None):
+            made = make_file(wanted, count, fmt, seed)
+        if made:
+            st.caption(TEXT["kept"])
+            st.download_button(
+                TEXT["download"].format(count=count, fmt=fmt.upper(), size=made["size"] / 1e6),
+                # read when clicked: Streamlit holds the bytes only while it sends them
+                Path(made["path"]).read_bytes, file_name=f"fake_{dataset}.{fmt}", mime=MIME[fmt],
+                icon=":material/download:", on_click="ignore",
+            )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,21 +100,21 @@ def test_slerp_runs_along_the_arc():
     assert torch.allclose(gan.slerp(a, a, torch.tensor([0.5]))[0], a)
 
 
-def test_datasets_and_pictures_encode_as_documented(short_run):
-    import io
-
+def test_datasets_and_pictures_encode_as_documented(short_run, tmp_path):
     from PIL import Image
 
     split = gan.synthetic_dataset(short_run[0].generator, 25, seed=3)
     assert split.labels.tolist() == [i % 10 for i in range(25)]
-    rows = np.loadtxt(io.BytesIO(gan.encode_dataset(split, "csv")), delimiter=",", dtype=np.int64)
+    for fmt in gan.EXPORT_FORMATS:
+        gan.export_dataset(short_run[0].generator, 25, tmp_path / f"fake.{fmt}", fmt=fmt, seed=3)
+    rows = np.loadtxt(tmp_path / "fake.csv", delimiter=",", dtype=np.int64)
     assert rows.shape == (25, 785) and np.array_equal(rows[:, 1:], split.images.flatten(1).numpy())
-    archive = np.load(io.BytesIO(gan.encode_dataset(split, "npz")))
+    archive = np.load(tmp_path / "fake.npz")
     assert np.array_equal(archive["images"], split.images.numpy())
-    saved = torch.load(io.BytesIO(gan.encode_dataset(split, "pt")))
+    saved = torch.load(tmp_path / "fake.pt")
     assert torch.equal(saved["labels"], split.labels)
     with pytest.raises(ValueError, match="csv, npz, pt"):
-        gan.encode_dataset(split, "xlsx")
+        gan.export_dataset(short_run[0].generator, 25, tmp_path / "fake.xlsx", fmt="xlsx")
     grid = gan.make_grid(split.images.numpy(), columns=10)
     picture = np.array(Image.open(io.BytesIO(gan.png_bytes(grid, scale=2))))
     assert picture.shape == (2 * grid.shape[0], 2 * grid.shape[1])
@@ -215,7 +217,7 @@ def test_sample_makes_its_folders_and_refuses_a_file_as_a_folder(tmp_path, capsy
     assert (tmp_path / "new" / "deeper" / "grid.png").exists()
     (tmp_path / "taken").write_text("not a folder")
     assert main(["cgan", "sample", "--n", "4", "--out", str(tmp_path / "taken")]) == 2
-    assert "is a file" in capsys.readouterr().err
+    assert "name a .png file for one grid, or a folder" in capsys.readouterr().err
     assert (tmp_path / "taken").read_text() == "not a folder"  # nothing lost
 
 
@@ -292,3 +294,105 @@ def test_the_shipped_mnist_generator_holds_its_labels_without_collapse():
     assert scores["agreement"] >= 99 and min(scores["agreement_per_class"]) >= 97
     assert min(scores["diversity_ratio"]) >= 0.8  # no class collapsed onto a few pictures
     assert scores["cas"] >= 97  # a LeNet trained on its digits alone reads real ones
+
+
+# --- a generator file's metadata is checked before anything is built (issue 13, item 6) -----
+
+GOOD_METADATA = {"arch": gan.ARCH, "dataset": "mnist", "latent": "64", "width": "64", "num_classes": "10"}
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    # what each did before it was checked:
+    ("latent", "1000000000"),  # tried to allocate 25 TB
+    ("latent", "0"), ("latent", "-3"), ("latent", "64.5"), ("latent", "nan"), ("latent", "1025"),
+    ("width", "inf"),  # a ValueError from int(), which the Generate page does not expect
+    ("width", "4000"),  # built 2 GB of weights before comparing the tensors
+    ("width", "0"), ("width", "-1"),  # -1: a negative dimension
+    ("width", "wide"),
+    ("num_classes", "-1"), ("num_classes", "0"), ("num_classes", "1e6"),
+    ("num_classes", "1000000"),  # 25 GB, written: the out-of-memory killer took the process
+    ("num_classes", "5"),  # builds, but every page asks an MNIST generator for ten classes
+])
+def test_hostile_generator_metadata_is_refused_naming_the_file_and_key(tmp_path, key, value):
+    torch.manual_seed(0)
+    made = gan.Generator()
+    path = tmp_path / "generator.safetensors"
+    checkpoints.write_weights(made, path, {**GOOD_METADATA, key: value})
+    with pytest.raises(checkpoints.CheckpointError, match=re.escape(f"{path}: metadata {key}=")):
+        gan.load_generator(path)
+    # left out, the key takes the default of every generator made here
+    checkpoints.write_weights(made, path, {k: v for k, v in GOOD_METADATA.items() if k != key})
+    assert torch.equal(gan.sample(gan.load_generator(path), [3, 4]), gan.sample(made, [3, 4]))
+
+
+# --- a synthetic dataset written chunk by chunk (issue 13, item 11) ---------------------------
+
+@pytest.fixture(scope="module")
+def shipped_generator():
+    return gan.load_generator(checkpoints.WEIGHTS_DIR / "mnist" / "cgan-generator.safetensors")
+
+
+def one_pass(generator: gan.Generator, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The digits as the export made them before it was chunked: one draw of z, one pass of G."""
+    labels = torch.arange(n) % generator.num_classes
+    z = torch.randn(n, generator.latent, generator=torch.Generator().manual_seed(seed))
+    return gan.to_pixels(gan.sample_with(generator, z, labels)), labels
+
+
+EXPORTED = 1124  # with chunks of 512 digits (gan.CHUNK): two whole chunks and a short one
+
+
+def test_the_export_writes_the_same_csv_as_one_pass_and_reports_progress(shipped_generator, tmp_path):
+    images, labels = one_pass(shipped_generator, EXPORTED, seed=7)
+    expected = io.BytesIO()
+    np.savetxt(expected, np.column_stack([labels.numpy(), images.flatten(1).numpy()]), fmt="%d", delimiter=",")
+    calls = []
+    out = tmp_path / "deeper" / "fake.csv"
+    gan.export_dataset(shipped_generator, EXPORTED, out, fmt="csv", seed=7,
+                       on_progress=lambda done, total: calls.append((done, total)))
+    assert out.read_bytes() == expected.getvalue()  # byte for byte: same seed, same digits
+    assert calls == [(min(done, EXPORTED), EXPORTED) for done in range(gan.CHUNK, EXPORTED + gan.CHUNK, gan.CHUNK)]
+    assert len(calls) >= 3  # one call per chunk
+    assert [p.name for p in out.parent.iterdir()] == ["fake.csv"]  # no temporary file left
+
+
+@pytest.mark.parametrize("fmt", ["npz", "pt"])
+def test_the_export_archives_load_back_as_one_pass(shipped_generator, tmp_path, fmt):
+    images, labels = one_pass(shipped_generator, EXPORTED, seed=2)
+    out = tmp_path / f"fake.{fmt}"
+    gan.export_dataset(shipped_generator, EXPORTED, out, fmt=fmt, seed=2)
+    if fmt == "npz":
+        archive = np.load(out)
+        assert sorted(archive.files) == ["images", "labels"]
+        loaded_images, loaded_labels = torch.from_numpy(archive["images"]), torch.from_numpy(archive["labels"])
+    else:
+        saved = torch.load(out)
+        assert sorted(saved) == ["images", "labels"]
+        loaded_images, loaded_labels = saved["images"], saved["labels"]
+    assert loaded_images.dtype == torch.uint8 and loaded_labels.dtype == torch.int64
+    assert torch.equal(loaded_images, images) and torch.equal(loaded_labels, labels)
+
+
+def test_an_export_stopped_midway_leaves_the_old_file_and_no_leftovers(shipped_generator, tmp_path):
+    out = tmp_path / "fake.csv"
+    out.write_text("an earlier export\n")
+
+    def stop(done: int, total: int) -> None:
+        if done > gan.CHUNK:
+            raise KeyboardInterrupt  # as Ctrl-C, or Streamlit stopping a rerun's script
+
+    with pytest.raises(KeyboardInterrupt):
+        gan.export_dataset(shipped_generator, EXPORTED, out, fmt="csv", on_progress=stop)
+    assert [p.name for p in tmp_path.iterdir()] == ["fake.csv"]
+    assert out.read_text() == "an earlier export\n"
+
+
+def test_bad_exports_are_refused_before_anything_is_drawn(shipped_generator, tmp_path):
+    with pytest.raises(ValueError, match="csv, npz, pt, got 'xlsx'"):
+        gan.export_dataset(shipped_generator, 10, tmp_path / "fake.xlsx", fmt="xlsx")
+    with pytest.raises(ValueError, match="at least one digit, got 0"):
+        gan.export_dataset(shipped_generator, 0, tmp_path / "fake.csv", fmt="csv")
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(checkpoints.CheckpointError, match="could not make the folder"):
+        gan.export_dataset(shipped_generator, 10, tmp_path / "taken" / "fake.csv", fmt="csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
