@@ -190,6 +190,11 @@ class Manifest:
     def path(self) -> Path:
         return self.folder / MANIFEST
 
+    @property
+    def files(self) -> set[str]:
+        """Every file the manifest lists, in good entries and bad ones."""
+        return {r.file for r in self.records} | {e.get("file") for e in self.bad_entries if isinstance(e, dict)}
+
 
 _REQUIRED = {"name": str, "arch": str, "dataset": str, "file": str, "test_accuracy": float, "epochs": int,
              "seconds": float, "device": str, "date": str, "code_version": str}
@@ -354,12 +359,11 @@ def store(module: nn.Module, record: ModelRecord, metadata: dict[str, str], *, h
 def _claim(manifest: Manifest, record: ModelRecord) -> ModelRecord:
     """The record with a display name that no run of its dataset has, and a file that nothing has yet."""
     names = {r.name for r in manifest.records if r.dataset == record.dataset}
-    files = {r.file for r in manifest.records} | {e.get("file") for e in manifest.bad_entries if isinstance(e, dict)}
-    stem = Path(record.file).stem
-    candidates = [(record.name, f"{record.dataset}/{stem}.safetensors")] + [
-        (f"{record.name}-{i}", f"{record.dataset}/{stem}-{i}.safetensors") for i in range(2, 10_000)]
-    name = next(n for n, _ in candidates if n not in names)
-    file = next(f for _, f in candidates if f not in files and not (manifest.folder / f).exists())
+    stem = f"{record.dataset}/{Path(record.file).stem}"
+    suffixes = ["", *(f"-{i}" for i in range(2, 10_000))]
+    name = next(record.name + s for s in suffixes if record.name + s not in names)
+    file = next(f for f in (f"{stem}{s}.safetensors" for s in suffixes)
+                if f not in manifest.files and not (manifest.folder / f).exists())
     return replace(record, name=name, file=file)
 
 
@@ -431,10 +435,8 @@ def orphans(folder: Path) -> list[Path]:
     manifest = load_manifest(folder)
     if manifest.unreadable:
         return []  # every file would look orphaned: the manifest needs fixing first
-    listed = {r.file for r in manifest.records} | {e.get("file") for e in manifest.bad_entries
-                                                   if isinstance(e, dict)}
     files = [p for dataset in data.DATASETS for p in (folder / dataset).glob("*.safetensors")]
-    return sorted(p for p in files if p.relative_to(folder).as_posix() not in listed)
+    return sorted(p for p in files if p.relative_to(folder).as_posix() not in manifest.files)
 
 
 def check_writable(folder: Path) -> None:
