@@ -13,8 +13,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import checkpoints, data, gan
+from core.cost import architecture_size
 from core.jobs import JobConfig, JobManager, JobSnapshot
-from core.measure import architecture_size
 from core.models import get_card
 from core.predict import Ensemble
 from core.training import describe_device

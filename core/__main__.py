@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TextIO
 
-from core import checkpoints, data, gan, measure, preprocess
+from core import bench, checkpoints, cost, data, gan, preprocess, zoo
 from core.models import get_card, list_models
 from core.predict import Ensemble
 from core.recipes import recipe, train_all
@@ -113,7 +113,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for name in list_models():
         card = get_card(name)
-        params, macs = measure.architecture_size(name)
+        params, macs = cost.architecture_size(name)
         rows.append({**asdict(card), "ideas": list(card.ideas), "params": params, "macs": macs})
     if args.json:
         emit(rows)
@@ -244,18 +244,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.zoo:
         return bench_zoo(args)
     device = resolve_device(args.device)
-    report = {"device": measure.describe_machine(device)}
+    report = {"device": bench.describe_machine(device)}
     print(f"benchmarking on {report['device']}", file=sys.stderr, flush=True)
-    report["pipeline"] = measure.pipeline_benchmark(
+    report["pipeline"] = bench.pipeline_benchmark(
         batches=args.batches, rounds=args.rounds, batch_size=args.batch_size, device=device, data_root=args.data
     )
-    report["draw"] = measure.draw_latency(args.dataset or "mnist", data_root=args.data)
+    report["draw"] = bench.draw_latency(args.dataset or "mnist", data_root=args.data)
     if not args.skip_cgan:
         print("timing one CGAN epoch on each device ...", file=sys.stderr, flush=True)
         report["cgan_epoch"] = [
-            {"device": measure.describe_machine(d),
+            {"device": bench.describe_machine(d),
              "seconds": round(gan.epoch_seconds(device=d, dataset=args.dataset or "mnist", data_root=args.data), 1)}
-            for d in measure.speed_devices()]
+            for d in bench.speed_devices()]
     if args.json:
         emit(report)
         return 0
@@ -279,15 +279,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def bench_zoo(args: argparse.Namespace) -> int:
-    devices = measure.speed_devices() if args.device is None else [resolve_device(args.device)]
-    machines = [measure.describe_machine(device) for device in devices]
+    devices = bench.speed_devices() if args.device is None else [resolve_device(args.device)]
+    machines = [bench.describe_machine(device) for device in devices]
     print(f"timing the zoo on {' and '.join(machines)}", file=sys.stderr, flush=True)
-    rows = measure.zoo_table(checkpoints.find_models(args.dataset), devices=devices, refresh=args.refresh,
+    rows = zoo.zoo_table(checkpoints.find_models(args.dataset), devices=devices, refresh=args.refresh,
                              repeats=args.repeats, progress=step_progress)
     if args.json:
         emit({"machines": machines, "models": [asdict(row) for row in rows],
-              "lab_report": {"setting": measure.LAB_REPORT_SETTING,
-                             "figures": [asdict(figure) for figure in measure.LAB_REPORT]}})
+              "lab_report": {"setting": zoo.LAB_REPORT_SETTING,
+                             "figures": [asdict(figure) for figure in zoo.LAB_REPORT]}})
         return 0
     if not rows:
         print("no trained models found: train one with `python -m core train --arch lenet5`")
@@ -309,14 +309,14 @@ def bench_zoo(args: argparse.Namespace) -> int:
               + speed(row.cpu_latency_ms, row.cpu_images_per_s)
               + (speed(row.gpu_latency_ms, row.gpu_images_per_s) if gpu else "") + f"  {row.train_device}")
     print(f"latency: one image; img/s: batch 256; medians after a warm-up, on {' and '.join(machines)}")
-    print(f"for context, the lab report ({measure.LAB_REPORT_SETTING}):")
-    for figure in measure.LAB_REPORT:
+    print(f"for context, the lab report ({zoo.LAB_REPORT_SETTING}):")
+    for figure in zoo.LAB_REPORT:
         print(f"  {figure.family:<10} {figure.seconds:>7.2f} s {figure.accuracy:>6.2f}%")
     return 0
 
 
 def step_progress(done: int, total: int, what: str) -> None:
-    """measure's progress on stderr: redrawn in place on a terminal, one line per step otherwise."""
+    """A slow measurement's progress on stderr: redrawn in place on a terminal, one line per step otherwise."""
     line = f"[{done}/{total}] {what}"
     if sys.stderr.isatty():
         print(f"\r{line:<60}", end="\n" if done == total else "", file=sys.stderr, flush=True)
@@ -597,19 +597,19 @@ def build_parser() -> argparse.ArgumentParser:
                                          "files that no manifest lists")
     clean.add_argument("--dry-run", action="store_true", help="only list what would be removed")
 
-    bench = command("bench", cmd_bench, "measured speed: the training pipeline and drawing to answers, or with "
-                                         "--zoo every trained model side by side")
-    bench.add_argument("--dataset", choices=list(data.DATASETS),
-                       help="the drawing figure's dataset (default mnist); with --zoo, only its models")
-    bench.add_argument("--skip-cgan", action="store_true", help="leave out the CGAN epoch (a minute on a CPU)")
-    bench.add_argument("--zoo", action="store_true",
-                       help="every trained model's size, accuracy, training cost, and latency and throughput on "
+    bench_parser = command("bench", cmd_bench, "measured speed: the training pipeline and drawing to answers, or with "
+                                  "--zoo every trained model side by side")
+    bench_parser.add_argument("--dataset", choices=list(data.DATASETS),
+                             help="the drawing figure's dataset (default mnist); with --zoo, only its models")
+    bench_parser.add_argument("--skip-cgan", action="store_true", help="leave out the CGAN epoch (a minute on a CPU)")
+    bench_parser.add_argument("--zoo", action="store_true",
+                             help="every trained model's size, accuracy, training cost, and latency and throughput on "
                             "this machine's CPU and GPU (cached per machine)")
-    bench.add_argument("--refresh", action="store_true", help="with --zoo: time again, ignoring the cache")
-    bench.add_argument("--repeats", type=int, default=3,
-                       help="with --zoo: timed runs at batch 256 (single images: ten times as many)")
-    bench.add_argument("--batches", type=int, default=300, help="batches per pipeline and round")
-    bench.add_argument("--rounds", type=int, default=5, help="timed rounds (medians are reported)")
+    bench_parser.add_argument("--refresh", action="store_true", help="with --zoo: time again, ignoring the cache")
+    bench_parser.add_argument("--repeats", type=int, default=3,
+                             help="with --zoo: timed runs at batch 256 (single images: ten times as many)")
+    bench_parser.add_argument("--batches", type=int, default=300, help="batches per pipeline and round")
+    bench_parser.add_argument("--rounds", type=int, default=5, help="timed rounds (medians are reported)")
     bench.add_argument("--batch-size", type=int, default=64)
     data_options(bench)
     return parser

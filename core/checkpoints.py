@@ -63,6 +63,11 @@ def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_ENV) or REPO / "runs")
 
 
+def cache_dir() -> Path:
+    """This machine's measured figures (speed, test-set answers): beside its runs, outside git."""
+    return runs_dir() / "cache"
+
+
 @dataclass
 class ModelRecord:
     """A trained model's manifest entry; ``file`` is relative to the manifest's folder."""

@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 
-from core import checkpoints, data, gan, measure
+from core import checkpoints, data, gan, metrics
 from core.models import get_card
 from core.training import (
     Callback,
@@ -284,7 +284,7 @@ class JobManager:
             job.name = record.name  # another program may have saved a run of that name meanwhile
         labels = trainer.test_split().labels.cpu()
         classes = len(data.get_spec(job.config.dataset).classes)
-        confusion = measure.confusion_matrix(result.test.predictions, labels, classes)
+        confusion = metrics.confusion_matrix(result.test.predictions, labels, classes)
         return {**summary, "confusion": confusion.tolist(), "file": str(record.path)}
 
     def _run_gan(self, job: _Job) -> dict:

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core import checkpoints, data, measure
+from core import bench, checkpoints, cost, data, metrics, zoo
 from core.models import get_card, get_model, list_models
 
 TEXT = {
@@ -77,7 +77,7 @@ CURVES = 6  # shown at first: more lines than this are hard to tell apart
 T = TypeVar("T")
 
 
-def with_progress(text: str, compute: Callable[[measure.Progress], T]) -> T:
+def with_progress(text: str, compute: Callable[[zoo.Progress], T]) -> T:
     """Run ``compute(progress)``, showing a progress bar while core reports steps."""
     slot = st.empty()
     result = compute(lambda done, total, what: slot.progress(done / max(total, 1), text=f"{text} {what}"))
@@ -89,7 +89,7 @@ def class_name(index: int | None) -> str:
     return TEXT["any"] if index is None else spec.classes[index]
 
 
-def accuracy_chart(rows: list[measure.ZooRow], names: list[str], x: list[float], *, title: str, axis: str,
+def accuracy_chart(rows: list[zoo.ZooRow], names: list[str], x: list[float], *, title: str, axis: str,
                    bubbles: bool) -> go.Figure:
     params = [row.params for row in rows]
     marker = dict(size=params, sizemode="area", sizeref=2 * max(params) / 45**2, sizemin=4) if bubbles else {}
@@ -117,7 +117,7 @@ if not records:
 # --- the table: every model of every dataset ---
 st.subheader(TEXT["table"])
 refresh = st.button(TEXT["refresh"], help=TEXT["refresh_help"], icon=":material/timer:")
-rows = with_progress(TEXT["timing"], lambda progress: measure.zoo_table(records, refresh=refresh, progress=progress))
+rows = with_progress(TEXT["timing"], lambda progress: zoo.zoo_table(records, refresh=refresh, progress=progress))
 frame = pd.DataFrame([asdict(row) for row in rows])
 frame = frame.dropna(axis="columns", how="all")  # the GPU columns, on a machine without one
 columns = TEXT["columns"]
@@ -130,15 +130,15 @@ st.dataframe(
 )
 about, report = st.columns([3, 2], gap="large")
 with about:
-    machines = " and ".join(measure.describe_machine(device) for device in measure.speed_devices())
+    machines = " and ".join(bench.describe_machine(device) for device in bench.speed_devices())
     st.caption(TEXT["table_caption"].format(machines=machines))
     st.download_button(TEXT["csv"], frame.to_csv(index=False), file_name="mnist-lab-zoo.csv", mime="text/csv",
                        icon=":material/download:")
 with report:
     st.markdown(f"**{TEXT['report']}**")
     st.dataframe([{TEXT["report_columns"][key]: getattr(figure, key) for key in TEXT["report_columns"]}
-                  for figure in measure.LAB_REPORT], hide_index=True)
-    st.caption(TEXT["report_caption"].format(setting=measure.LAB_REPORT_SETTING))
+                  for figure in zoo.LAB_REPORT], hide_index=True)
+    st.caption(TEXT["report_caption"].format(setting=zoo.LAB_REPORT_SETTING))
 
 # --- pictures: the sidebar's dataset ---
 here = [(record, row) for record, row in zip(records, rows, strict=True) if record.dataset == dataset]
@@ -178,7 +178,7 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Spli
     if not picked:
         st.info(TEXT["none_chosen"])
         return None
-    answers, problems = with_progress(TEXT["predicting"], lambda progress: measure.zoo_predictions(
+    answers, problems = with_progress(TEXT["predicting"], lambda progress: zoo.zoo_predictions(
         [by_name[name] for name in picked], progress=progress))
     for name, problem in problems.items():
         st.warning(TEXT["left_out"].format(name=name, problem=problem))
@@ -187,7 +187,7 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Spli
         return None
     images, labels = test.images.numpy(), test.labels
 
-    per_class = [measure.per_class_accuracy(a.predicted, labels, len(spec.classes)).tolist()
+    per_class = [metrics.per_class_accuracy(a.predicted, labels, len(spec.classes)).tolist()
                  for a in answered.values()]
     heatmap = go.Figure(go.Heatmap(z=per_class, x=list(spec.classes), y=list(answered), colorscale="RdYlGn",
                                    text=[[f"{v:.1f}" for v in row] for row in per_class], texttemplate="%{text}"))
@@ -196,7 +196,7 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Spli
                           margin=dict(l=10, r=10, t=40, b=10))
     st.plotly_chart(heatmap)
 
-    hardest = measure.hardest_examples([a.predicted for a in answered.values()], labels, count=24)
+    hardest = metrics.hardest_examples([a.predicted for a in answered.values()], labels, count=24)
     if len(answered) > 1 and hardest:
         st.subheader(TEXT["hardest"][dataset])
         st.caption(TEXT["hardest_about"].format(n=len(answered)))
@@ -209,14 +209,14 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Spli
     chosen = answered[name]
     confusion, gallery = st.columns([2, 3], gap="large")
     confusion.plotly_chart(ui.confusion_chart(
-        measure.confusion_matrix(chosen.predicted, labels, len(spec.classes)).tolist(), spec.classes))
+        metrics.confusion_matrix(chosen.predicted, labels, len(spec.classes)).tolist(), spec.classes))
     with gallery:
         st.markdown(f"**{TEXT['mistakes']}**")
         options = [None, *range(len(spec.classes))]
         true_column, answer_column = st.columns(2)
         true_class = true_column.selectbox(TEXT["true"], options, format_func=class_name)
         answer_class = answer_column.selectbox(TEXT["answer"], options, format_func=class_name)
-        wrong = measure.mistakes(chosen, labels, true_class=true_class, predicted_class=answer_class).tolist()
+        wrong = metrics.mistakes(chosen, labels, true_class=true_class, predicted_class=answer_class).tolist()
         if not wrong:
             st.info(TEXT["no_mistakes"])
         else:
@@ -248,7 +248,7 @@ arch = arch_column.selectbox(TEXT["arch"], list_models(), index=list_models().in
 model = get_model(arch, num_classes=len(spec.classes))
 deepest = max(n.count(".") + 1 for n, _ in model.named_modules() if n)
 depth = depth_column.slider(TEXT["depth"], 1, deepest, min(2, deepest), help=TEXT["depth_help"])
-layers = measure.layer_summary(model, depth=depth)
+layers = cost.layer_summary(model, depth=depth)
 layer_columns = TEXT["layer_columns"]
 st.dataframe(
     [{layer_columns["name"]: layer.name, layer_columns["kind"]: layer.kind,
@@ -258,5 +258,5 @@ st.dataframe(
     hide_index=True, width="stretch",
     column_config={layer_columns[key]: st.column_config.NumberColumn(format="localized") for key in ("params", "macs")},
 )
-params, macs = measure.architecture_size(arch, num_classes=len(spec.classes))
+params, macs = cost.architecture_size(arch, num_classes=len(spec.classes))
 st.caption(TEXT["layers_caption"].format(params=params, macs=macs))

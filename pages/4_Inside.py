@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core import data, inspect, preprocess
+from core import data, explain, preprocess
 
 TEXT = {
     "title": "Inside",
@@ -69,13 +69,13 @@ models = {record.label: (record, model) for record, model in ensemble.models}  #
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def grown_pattern(_model, model_key: tuple, stage: str, channel: int, dataset: str) -> np.ndarray:
-    return inspect.maximise_channel(_model, stage, channel, dataset=dataset).numpy()
+    return explain.maximise_channel(_model, stage, channel, dataset=dataset).numpy()
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def favourites(_model, model_key: tuple, stage: str, channel: int, dataset: str) -> tuple[np.ndarray, np.ndarray]:
     images = data.normalize(data.load(dataset, train=False).images[:TOP_POOL], dataset)
-    indices, values = inspect.top_images(_model, stage, channel, images)
+    indices, values = explain.top_images(_model, stage, channel, images)
     return indices.numpy(), values.numpy()
 
 
@@ -99,7 +99,7 @@ def tiles(maps, *, symmetric: bool = False) -> go.Figure:
 
     ``symmetric`` puts zero at mid-grey, for weights that are as often negative as positive.
     """
-    grid, channel = inspect.mosaic(maps)
+    grid, channel = explain.mosaic(maps)
     means = maps.mean(dim=(1, 2)).numpy()
     customdata = np.stack([np.where(channel >= 0, channel, np.nan), np.where(channel >= 0, means[channel], np.nan)],
                           axis=-1)
@@ -113,7 +113,7 @@ def tiles(maps, *, symmetric: bool = False) -> go.Figure:
                    height=int(np.clip(360 * grid.shape[0] / grid.shape[1], 80, tallest)))
 
 
-def stage_title(index: int, feature_map: inspect.FeatureMap) -> str:
+def stage_title(index: int, feature_map: explain.FeatureMap) -> str:
     maps = feature_map.maps
     key = "stage_maps" if feature_map.convolutional else "stage_units"
     return TEXT[key].format(index=index, title=feature_map.stage.title, channels=maps.shape[0],
@@ -162,7 +162,7 @@ with choose:
                 pixels = stages.centred  # None when there is no digit
 if pixels is None:
     st.stop()
-x = inspect.as_input(pixels, dataset)
+x = explain.as_input(pixels, dataset)
 shown = (x[0, 0] * spec.std + spec.mean).numpy()  # the pixels the models get, in [0, 1]
 with show:
     st.plotly_chart(picture(shown, zmin=0, zmax=1, height=200), key="input", width="stretch")
@@ -186,7 +186,7 @@ with pick:
 
 # --- every model's view ---------------------------------------------------------------------------------
 start = time.perf_counter()
-insides = [inspect.look_inside(models[name][1], x, target=target, patch=patch, stride=stride) for name in chosen]
+insides = [explain.look_inside(models[name][1], x, target=target, patch=patch, stride=stride) for name in chosen]
 milliseconds = 1000 * (time.perf_counter() - start)
 
 

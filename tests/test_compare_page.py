@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import checkpoints, data, measure
+from core import checkpoints, cost, data, metrics, zoo
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = "pages/3_Compare.py"
@@ -27,8 +27,8 @@ def cheap_models() -> list[str]:
     records = checkpoints.find_models("mnist", include_runs=False)
     if len(records) < 2:
         pytest.skip(f"needs 2 shipped MNIST models, found {len(records)}")
-    measure.zoo_table(repeats=1)
-    return [r.name for r in sorted(records, key=lambda r: measure.architecture_size(r.arch)[1])[:2]]
+    zoo.zoo_table(repeats=1)
+    return [r.name for r in sorted(records, key=lambda r: cost.architecture_size(r.arch)[1])[:2]]
 
 
 def open_compare(models: list[str]) -> AppTest:
@@ -60,8 +60,8 @@ def test_the_table_has_a_row_per_model_and_the_pictures_render(cheap_models):
     assert list(table["model"]) == [r.name for r in records]
     assert {r.name for r in records if r.shipped} <= set(table["model"])
     assert (table["CPU ms"] > 0).all() and (table["CPU img/s"] > 0).all()
-    assert list(table["parameters"]) == [measure.architecture_size(r.arch)[0] for r in records]
-    assert len(report) == len(measure.LAB_REPORT)
+    assert list(table["parameters"]) == [cost.architecture_size(r.arch)[0] for r in records]
+    assert len(report) == len(zoo.LAB_REPORT)
     assert at.get("download_button")
 
     figures = charts(at)
@@ -84,7 +84,7 @@ def test_the_gallery_shows_the_chosen_models_mistakes_by_class(cheap_models, mni
     [model] = [s for s in at.selectbox if s.label == "Model"]
     assert model.value == cheap_models[0]
     record = next(r for r in checkpoints.find_models("mnist") if r.name == cheap_models[0])
-    answers = measure.model_predictions(record)
+    answers = metrics.model_predictions(record)
     wrong = int((answers.predicted != mnist_test.labels).sum())
     captions = gallery(at)
     assert len(captions) == min(wrong, 40)
@@ -108,7 +108,7 @@ def test_the_layer_summary_adds_up(cheap_models):
     at = arch.select("resnet18").run()
     assert not at.exception
     layers = at.dataframe[-1].value
-    params, macs = measure.architecture_size("resnet18")
+    params, macs = cost.architecture_size("resnet18")
     assert list(layers["layer"][:2]) == ["features.0", "features.1"]  # depth 2: the stages
     assert layers["parameters"].sum() == params and layers["MACs"].sum() == macs
     [depth] = [s for s in at.slider if s.label == "Depth"]
@@ -133,11 +133,11 @@ def test_without_the_dataset_the_page_says_so_and_shows_what_needs_no_data(cheap
 
     records = checkpoints.find_models()
     assert list(at.dataframe[0].value["model"]) == [r.name for r in records]
-    assert list(at.dataframe[0].value["parameters"]) == [measure.architecture_size(r.arch)[0] for r in records]
+    assert list(at.dataframe[0].value["parameters"]) == [cost.architecture_size(r.arch)[0] for r in records]
     figures = charts(at)
     assert "Accuracy against MACs (bubble: parameters)" in figures and "Accuracy per class (%)" not in figures
     assert not gallery(at) and not [s for s in at.selectbox if s.label == "Model"]
     layers = at.dataframe[-1].value
     [arch] = [s for s in at.selectbox if s.label == "Architecture"]
-    params, macs = measure.architecture_size(arch.value)
+    params, macs = cost.architecture_size(arch.value)
     assert layers["parameters"].sum() == params and layers["MACs"].sum() == macs

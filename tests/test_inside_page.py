@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from core import checkpoints, inspect
+from core import checkpoints, explain
 from core.models import get_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,7 +119,7 @@ def test_two_models_side_by_side_on_the_same_input():
     box.select(second).run()
     assert not at.exception
     assert [a.split("**")[1] for a in answers(at)] == ["lenet5", second]
-    stage_count = len(inspect.find_stages(get_model(records[second].arch)))
+    stage_count = len(explain.find_stages(get_model(records[second].arch)))
     assert sum(c.proto.id.split("-")[-1].startswith("maps_1_") for c in at.get("plotly_chart")) == stage_count
     if second == "mlp":  # the fully connected baseline: units, not maps, and no Grad-CAM
         assert any("a fully connected network has none" in i.value for i in at.info)

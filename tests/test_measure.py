@@ -1,4 +1,4 @@
-"""core/measure.py: counts by hand and by formula, sensible timings, the zoo's caches, bench --zoo."""
+"""core/cost, metrics, bench and zoo: counts by hand and by formula, sensible timings, the caches, bench --zoo."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from core import checkpoints, measure
+from core import bench, checkpoints, cost, metrics, zoo
 from core.models import get_model, list_models
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,8 +33,8 @@ def tiny_mlp() -> nn.Module:
 
 
 def test_parameter_counts_equal_a_hand_count():
-    assert measure.count_params(tiny_cnn()) == (4 * 1 * 3 * 3 + 4) + (676 * 10 + 10)  # 6,810
-    assert measure.count_params(tiny_mlp()) == (784 * 32 + 32) + (32 * 10 + 10)  # 25,450
+    assert cost.count_params(tiny_cnn()) == (4 * 1 * 3 * 3 + 4) + (676 * 10 + 10)  # 6,810
+    assert cost.count_params(tiny_mlp()) == (784 * 32 + 32) + (32 * 10 + 10)  # 25,450
 
 
 @pytest.mark.parametrize(
@@ -45,17 +45,17 @@ def test_macs_of_one_conv_layer_follow_the_formula(in_channels, out_channels, ke
     conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, groups=groups)
     side = (28 + 2 * padding - kernel) // stride + 1
     expected = out_channels * side * side * (in_channels // groups) * kernel * kernel
-    assert measure.count_macs(conv, input_size=(1, in_channels, 28, 28)) == expected
-    assert measure.count_macs(conv, input_size=(4, in_channels, 28, 28)) == expected  # per image
+    assert cost.count_macs(conv, input_size=(1, in_channels, 28, 28)) == expected
+    assert cost.count_macs(conv, input_size=(4, in_channels, 28, 28)) == expected  # per image
 
 
 def test_macs_of_small_models_are_their_layers_sums():
-    assert measure.count_macs(tiny_mlp()) == 784 * 32 + 32 * 10
-    assert measure.count_macs(tiny_cnn()) == 4 * 26 * 26 * 9 + 676 * 10
+    assert cost.count_macs(tiny_mlp()) == 784 * 32 + 32 * 10
+    assert cost.count_macs(tiny_cnn()) == 4 * 26 * 26 * 9 + 676 * 10
 
 
 def test_layer_summary_of_a_small_cnn():
-    layers = measure.layer_summary(tiny_cnn())
+    layers = cost.layer_summary(tiny_cnn())
     assert [(l.name, l.kind) for l in layers] == [("0", "Conv2d"), ("1", "ReLU"), ("2", "MaxPool2d"),
                                                    ("3", "Flatten"), ("4", "Linear")]
     assert [l.output_shape for l in layers] == [(4, 26, 26), (4, 26, 26), (4, 13, 13), (676,), (10,)]
@@ -65,23 +65,23 @@ def test_layer_summary_of_a_small_cnn():
 
 def test_layer_summary_depth_groups_blocks_and_marks_training_only_heads():
     model = get_model("googlenet")
-    top = measure.layer_summary(model, depth=1)
+    top = cost.layer_summary(model, depth=1)
     assert [l.name for l in top] == [name for name, _ in model.named_children()]
-    assert sum(l.params for l in top) == measure.count_params(model)
-    assert sum(l.macs for l in top) == measure.count_macs(model)
+    assert sum(l.params for l in top) == cost.count_params(model)
+    assert sum(l.macs for l in top) == cost.count_macs(model)
     heads = {l.name: l for l in top if l.name.startswith("aux")}
     assert heads and all(l.output_shape is None and l.params > 0 for l in heads.values())
     assert next(l for l in top if l.name == "classifier").output_shape == (10,)
-    leaves = measure.layer_summary(model)
-    assert len(leaves) > len(measure.layer_summary(model, depth=2)) > len(top)
-    assert sum(l.params for l in leaves) == measure.count_params(model)
+    leaves = cost.layer_summary(model)
+    assert len(leaves) > len(cost.layer_summary(model, depth=2)) > len(top)
+    assert sum(l.params for l in leaves) == cost.count_params(model)
     with pytest.raises(ValueError, match="depth must be at least 1"):
-        measure.layer_summary(model, depth=0)
+        cost.layer_summary(model, depth=0)
 
 
 @pytest.mark.parametrize("build", [tiny_cnn, tiny_mlp])
 def test_speed_is_positive_and_batches_pay(build):
-    speed = measure.measure_speed(build(), batch_size=256, repeats=2)
+    speed = bench.measure_speed(build(), batch_size=256, repeats=2)
     assert speed.latency_ms > 0 and speed.images_per_s > 0
     assert (speed.batch_size, speed.repeats) == (256, 2)
     # One image at a time pays Python's and the framework's overhead on every call.
@@ -90,32 +90,32 @@ def test_speed_is_positive_and_batches_pay(build):
 
 def test_per_class_accuracy_mistakes_and_hardest_examples():
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    model = measure.Predictions(torch.tensor([0, 1, 1, 1, 0, 1]), torch.tensor([0.9, 0.6, 0.8, 0.7, 0.5, 0.95]))
-    accuracy = measure.per_class_accuracy(model.predicted, labels, 3)
+    model = metrics.Predictions(torch.tensor([0, 1, 1, 1, 0, 1]), torch.tensor([0.9, 0.6, 0.8, 0.7, 0.5, 0.95]))
+    accuracy = metrics.per_class_accuracy(model.predicted, labels, 3)
     assert accuracy.tolist() == [50.0, 100.0, 0.0]
-    assert measure.mistakes(model, labels).tolist() == [5, 1, 4]  # the most confident first
-    assert measure.mistakes(model, labels, true_class=2).tolist() == [5, 4]
-    assert measure.mistakes(model, labels, true_class=2, predicted_class=0).tolist() == [4]
-    assert measure.mistakes(model, labels, predicted_class=2).tolist() == []
+    assert metrics.mistakes(model, labels).tolist() == [5, 1, 4]  # the most confident first
+    assert metrics.mistakes(model, labels, true_class=2).tolist() == [5, 4]
+    assert metrics.mistakes(model, labels, true_class=2, predicted_class=0).tolist() == [4]
+    assert metrics.mistakes(model, labels, predicted_class=2).tolist() == []
 
     others = [torch.tensor([0, 0, 1, 1, 1, 2]), torch.tensor([1, 0, 1, 1, 1, 1])]
-    hardest = measure.hardest_examples([model.predicted, *others], labels, count=10)
+    hardest = metrics.hardest_examples([model.predicted, *others], labels, count=10)
     assert [(h.index, h.wrong, h.answer) for h in hardest] == [(4, 3, 1), (5, 2, 1), (0, 1, 1), (1, 1, 1)]
     assert [h.label for h in hardest] == [2, 2, 0, 0]
-    assert len(measure.hardest_examples([model.predicted, *others], labels, count=2)) == 2
+    assert len(metrics.hardest_examples([model.predicted, *others], labels, count=2)) == 2
 
 
 def test_the_lab_report_names_our_architectures():
-    assert len(measure.LAB_REPORT) == 7
-    assert {figure.arch for figure in measure.LAB_REPORT} <= set(list_models())
-    assert all(0 < figure.seconds < 1000 and 90 < figure.accuracy < 100 for figure in measure.LAB_REPORT)
+    assert len(zoo.LAB_REPORT) == 7
+    assert {figure.arch for figure in zoo.LAB_REPORT} <= set(list_models())
+    assert all(0 < figure.seconds < 1000 and 90 < figure.accuracy < 100 for figure in zoo.LAB_REPORT)
 
 
 def cheapest_shipped(count: int) -> list[checkpoints.ModelRecord]:
     records = checkpoints.find_models("mnist", include_runs=False)
     if len(records) < count:
         pytest.skip(f"needs {count} shipped MNIST models, found {len(records)}")
-    return sorted(records, key=lambda r: measure.architecture_size(r.arch)[1])[:count]
+    return sorted(records, key=lambda r: cost.architecture_size(r.arch)[1])[:count]
 
 
 def test_zoo_table_times_each_architecture_once_and_caches_it(tmp_path, monkeypatch):
@@ -124,34 +124,34 @@ def test_zoo_table_times_each_architecture_once_and_caches_it(tmp_path, monkeypa
     records = [*records, checkpoints.ModelRecord(**{**records[0].to_json(), "name": "a twin"},
                                                  folder=records[0].folder)]
     steps = []
-    rows = measure.zoo_table(records, devices=[torch.device("cpu")], repeats=1,
+    rows = zoo.zoo_table(records, devices=[torch.device("cpu")], repeats=1,
                              progress=lambda done, total, what: steps.append((done, total, what)))
     assert [row.name for row in rows] == [r.name for r in records]
     assert steps[0][:2] == (0, 2) and steps[-1][:2] == (2, 2)  # two architectures, the twin shares one
     for row, record in zip(rows, records, strict=True):
         assert (row.arch, row.test_accuracy, row.epochs) == (record.arch, record.test_accuracy, record.epochs)
-        assert (row.params, row.macs) == measure.architecture_size(record.arch)
+        assert (row.params, row.macs) == cost.architecture_size(record.arch)
         assert row.weights_mb >= 4 * row.params / 1e6
         assert row.cpu_latency_ms > 0 and row.cpu_images_per_s > 0 and row.gpu_latency_ms is None
     assert (rows[2].cpu_latency_ms, rows[2].cpu_images_per_s) == (rows[0].cpu_latency_ms, rows[0].cpu_images_per_s)
 
     cache = json.loads((tmp_path / "cache" / "speed.json").read_text())
-    figures = cache["machines"][measure.describe_machine("cpu")]
+    figures = cache["machines"][bench.describe_machine("cpu")]
     assert len(figures) == 2 and all(f["repeats"] == 1 and f["batch_size"] == 256 for f in figures.values())
 
     timed = []
-    monkeypatch.setattr(measure, "measure_speed", lambda model, **options: timed.append(model) or
-                        measure.Speed(1.0, 2.0, options["batch_size"], options["repeats"]))
-    again = measure.zoo_table(records, devices=[torch.device("cpu")], repeats=1)
+    monkeypatch.setattr(zoo, "measure_speed", lambda model, **options: timed.append(model) or
+                        bench.Speed(1.0, 2.0, options["batch_size"], options["repeats"]))
+    again = zoo.zoo_table(records, devices=[torch.device("cpu")], repeats=1)
     assert not timed and [row.cpu_latency_ms for row in again] == [row.cpu_latency_ms for row in rows]
-    fresh = measure.zoo_table(records, devices=[torch.device("cpu")], repeats=1, refresh=True)
+    fresh = zoo.zoo_table(records, devices=[torch.device("cpu")], repeats=1, refresh=True)
     assert len(timed) == 2 and all(row.cpu_latency_ms == 1.0 for row in fresh)
 
 
 def test_predictions_match_the_manifest_and_are_cached(tmp_path, monkeypatch, mnist_test):
     monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path))
     [record] = cheapest_shipped(1)
-    answers = measure.model_predictions(record, device="cpu")
+    answers = metrics.model_predictions(record, device="cpu")
     assert answers.predicted.shape == answers.confidence.shape == (len(mnist_test),)
     assert ((answers.confidence > 0) & (answers.confidence <= 1)).all()
     accuracy = 100 * (answers.predicted == mnist_test.labels).float().mean().item()
@@ -163,7 +163,7 @@ def test_predictions_match_the_manifest_and_are_cached(tmp_path, monkeypatch, mn
 
     with monkeypatch.context() as patch:
         patch.setattr(checkpoints, "load_record", no_loading)
-        cached = measure.model_predictions(record)
+        cached = metrics.model_predictions(record)
     assert torch.equal(cached.predicted, answers.predicted) and torch.equal(cached.confidence, answers.confidence)
 
     broken = tmp_path / "mnist" / "broken.safetensors"
@@ -173,7 +173,7 @@ def test_predictions_match_the_manifest_and_are_cached(tmp_path, monkeypatch, mn
                                   folder=tmp_path)
     missing = checkpoints.ModelRecord(**{**record.to_json(), "name": "gone", "file": "mnist/gone.safetensors"},
                                       folder=tmp_path)
-    answers_of, problems = measure.zoo_predictions([bad, record, missing])
+    answers_of, problems = zoo.zoo_predictions([bad, record, missing])
     assert list(answers_of) == [record.path]
     assert "not a readable safetensors file" in problems["broken"] and "missing" in problems["gone"]
 
@@ -190,7 +190,7 @@ def test_bench_zoo_prints_every_model_as_json_and_as_text():
     records = checkpoints.find_models()
     assert [row["name"] for row in report["models"]] == [r.name for r in records]
     assert all(row["cpu_latency_ms"] > 0 and row["cpu_images_per_s"] > 0 for row in report["models"])
-    assert report["machines"][0] == measure.describe_machine("cpu")
+    assert report["machines"][0] == bench.describe_machine("cpu")
     assert [f["family"] for f in report["lab_report"]["figures"]][:2] == ["LeNet", "AlexNet"]
 
     done = run_cli("bench", "--zoo", "--dataset", "mnist")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import core.models as registry
-from core.measure import count_macs, count_params
+from core.cost import count_macs, count_params
 from core.models import ModelCard, get_card, get_model, list_models, register_model
 from core.models.googlenet import GoogLeNetOutputs, googlenet
 from core.models.resnet import BasicBlock

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from core.models._utils import evaluating as evaluating  # for every user of a model
+
 
 @dataclass(frozen=True)
 class ModelCard:

@@ -21,11 +21,9 @@ parameter's ``.grad`` is touched: a model shared by several browser sessions can
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core import data
+from core.models import evaluating
 
 _LEARNT = (nn.Conv2d, nn.Linear)
 _POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d)
@@ -180,16 +179,6 @@ def _run(model: nn.Module, x: Tensor, stages: list[Stage], *,
             handle.remove()
 
 
-@contextlib.contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def _check_one(x: Tensor) -> None:
     if x.dim() != 4 or len(x) != 1:
         raise ValueError(f"expected one input of shape 1 x C x H x W, got {tuple(x.shape)}")
@@ -210,7 +199,7 @@ def feature_maps(model: nn.Module, x: Tensor) -> tuple[Tensor, list[FeatureMap]]
     """The class probabilities for one input and the activation of every stage, from one forward pass."""
     _check_one(x)
     stages = find_stages(model)
-    with _evaluating(model), torch.no_grad():
+    with evaluating(model), torch.no_grad():
         logits, outputs = _run(model, x, stages)
     maps = [FeatureMap(s, outputs[s.name][0].float().cpu()) for s in stages if s.name in outputs]
     return logits[0].float().softmax(0), maps
@@ -238,7 +227,7 @@ def saliency(model: nn.Module, x: Tensor, target: int | None = None) -> Tensor:
     Simonyan et al. (2013): its size says how much a small change of each pixel moves the score.
     """
     _check_one(x)
-    with _evaluating(model), torch.enable_grad():
+    with evaluating(model), torch.enable_grad():
         x = x.detach().clone().requires_grad_(True)
         logits = model(x)
         (gradient,) = torch.autograd.grad(logits[0, _target(logits, target)], x)
@@ -256,7 +245,7 @@ def grad_cam(model: nn.Module, x: Tensor, target: int | None = None, *,
     """
     _check_one(x)
     stages = find_stages(model)
-    with _evaluating(model), torch.enable_grad():
+    with evaluating(model), torch.enable_grad():
         logits, outputs = _run(model, x.detach().clone().requires_grad_(True), stages)
         spatial = [s for s in stages if s.name in outputs and outputs[s.name].dim() == 4]
         if not spatial:
@@ -304,7 +293,7 @@ def occlusion(model: nn.Module, x: Tensor, target: int | None = None, *, patch: 
     in_cols = (cols >= lefts[:, None]) & (cols < lefts[:, None] + patch)  # L x W
     masks = (in_rows[:, None, :, None] & in_cols[None, :, None, :]).reshape(-1, 1, height, width)  # P x 1 x H x W
     occluded = x.detach().expand(len(masks), -1, -1, -1).masked_fill(masks.to(x.device), fill)  # P x C x H x W
-    with _evaluating(model), torch.no_grad():
+    with evaluating(model), torch.no_grad():
         probabilities = model(torch.cat([x.detach(), occluded])).float().softmax(1)
     t = _target(probabilities[:1], target)
     drops = (probabilities[0, t] - probabilities[1:, t]).cpu()  # P
@@ -343,7 +332,7 @@ def top_images(model: nn.Module, stage: str, channel: int, images: Tensor, *, k:
                batch_size: int = 500) -> tuple[Tensor, Tensor]:
     """The ``k`` inputs (normalised, N x C x H x W) that excite a channel most: indices and mean activations."""
     chosen = _stage(model, stage)
-    with _evaluating(model), torch.no_grad():
+    with evaluating(model), torch.no_grad():
         scores = torch.cat([_channel_activation(model, chosen, channel, batch).float().cpu()
                             for batch in images.split(batch_size)])
     top = scores.topk(min(k, len(scores)))
@@ -383,7 +372,7 @@ def maximise_channel(model: nn.Module, stage: str, channel: int, *, dataset: str
     def normalised(images: Tensor) -> Tensor:
         return (images - spec.mean) / spec.std
 
-    with _evaluating(model):
+    with evaluating(model):
         with torch.enable_grad():
             for step, (dy, dx) in enumerate(shifts):
                 x = normalised(torch.roll(pixels, (dy, dx), dims=(2, 3)))

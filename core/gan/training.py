@@ -1,0 +1,181 @@
+"""Training the conditional GAN: the two-player loop, its configuration and what it reports.
+
+Images are scaled to [-1, 1] to match G's tanh; every fake batch draws its labels uniformly from all
+classes, so no class is left out; the loss is the non-saturating one with Adam (2e-4, beta1 0.5), as
+in the DCGAN paper.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from core import data
+from core.gan.sampling import make_grid, sample_with, to_pixels
+from core.models.cgan import LATENT, MAX_WIDTH, Discriminator, Generator, init_weights
+from core.training import Progress, TrainingError, describe_device, resolve_device
+
+
+def to_unit_range(images: Tensor) -> Tensor:
+    """uint8 (N x 28 x 28) -> float N x 1 x 28 x 28 in [-1, 1], the range of G's tanh."""
+    return images.unsqueeze(1).float().div(127.5).sub(1)
+
+
+@dataclass
+class GanConfig:
+    dataset: str = "mnist"
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-4  # Adam, for both players (DCGAN)
+    beta1: float = 0.5  # a lower momentum keeps the two-player game stable (DCGAN)
+    width: int = 64  # channels of the first conv of D and the last of G
+    seed: int = 0
+    limit: int | None = None  # train on the first N images only
+    log_every: int = 20  # batches between step reports (each one waits for the losses)
+
+    def validate(self) -> None:
+        data.get_spec(self.dataset)
+        for name, ok, expected in [
+            ("epochs", self.epochs >= 1, "at least 1"), ("batch_size", 2 <= self.batch_size <= 4096, "2 to 4096"),
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive number"),
+            ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
+            ("width", 1 <= self.width <= MAX_WIDTH, f"1 to {MAX_WIDTH}"),
+            ("limit", self.limit is None or self.limit >= 10, "at least 10 images"),
+            ("log_every", self.log_every >= 1, "at least 1"),
+        ]:
+            if not ok:
+                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+
+
+@dataclass
+class GanStep(Progress):
+    d_loss: float  # mean since the previous report
+    g_loss: float
+
+
+@dataclass
+class GanEpoch:
+    epoch: int
+    epochs: int
+    d_loss: float
+    g_loss: float
+    seconds: float
+    grid: np.ndarray  # the fixed-noise 10x10 grid after this epoch: rows one z each, columns the classes
+
+
+@dataclass
+class GanResult:
+    generator: Generator
+    config: GanConfig
+    history: list[GanEpoch]
+    seconds: float
+    device: str
+    stopped: bool
+
+    def summary(self) -> dict:
+        return {"dataset": self.config.dataset, "epochs": len(self.history), "seconds": round(self.seconds, 1),
+                "device": self.device, "stopped": self.stopped, "config": asdict(self.config),
+                "history": [{"epoch": e.epoch, "d_loss": e.d_loss, "g_loss": e.g_loss, "seconds": e.seconds}
+                            for e in self.history]}
+
+
+def train_gan(
+    config: GanConfig,
+    *,
+    device: str | torch.device | None = None,
+    data_root: str | None = None,
+    on_epoch: Callable[[GanEpoch], None] | None = None,
+    on_step: Callable[[GanStep], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> GanResult:
+    """Train G and D against each other; ``on_epoch`` sees the losses and the fixed-noise grid.
+
+    ``on_step`` gets the losses every ``config.log_every`` batches and at each epoch's end;
+    ``stop`` is checked before every batch.
+    """
+    config.validate()
+    device = resolve_device(device)
+    started = time.perf_counter()
+    real = data.load(config.dataset, train=True, root=data_root, device=device, limit=config.limit)
+    classes = len(data.get_spec(config.dataset).classes)
+    torch.manual_seed(config.seed)
+    generator = Generator(num_classes=classes, width=config.width).to(device)
+    discriminator = Discriminator(num_classes=classes, width=config.width).to(device)
+    generator.apply(init_weights)
+    discriminator.apply(init_weights)
+    betas = (config.beta1, 0.999)
+    g_optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas)
+    rng = torch.Generator().manual_seed(config.seed)
+    fixed_z = torch.randn(10, LATENT, generator=rng).repeat_interleave(classes, 0).to(device)
+    fixed_labels = torch.arange(classes).repeat(10).to(device)
+    steps = math.ceil(len(real) / config.batch_size)
+    history, stopped = [], False
+    for epoch in range(1, config.epochs + 1):
+        generator.train()
+        discriminator.train()
+        epoch_start = time.perf_counter()
+        d_total, g_total, done = torch.zeros((), device=device), torch.zeros((), device=device), 0
+        d_since, g_since, reported = 0.0, 0.0, 0
+        for images, labels in data.batches(real, config.batch_size, shuffle=True, generator=rng):
+            if stop and stop():
+                stopped = True
+                break
+            n = len(labels)
+            x = to_unit_range(images)
+            fake_labels = torch.randint(classes, (n,), generator=rng).to(device)
+            fake = generator(torch.randn(n, LATENT, generator=rng).to(device), fake_labels)
+
+            # D: real digits of their class are real, generated ones of theirs are fake.
+            d_loss = (F.binary_cross_entropy_with_logits(discriminator(x, labels), torch.ones(n, device=device))
+                      + F.binary_cross_entropy_with_logits(discriminator(fake.detach(), fake_labels),
+                                                           torch.zeros(n, device=device)))
+            d_optimizer.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_optimizer.step()
+
+            # G, non-saturating: make D call the fakes real.
+            g_loss = F.binary_cross_entropy_with_logits(discriminator(fake, fake_labels), torch.ones(n, device=device))
+            g_optimizer.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_optimizer.step()
+
+            d_total += d_loss.detach()
+            g_total += g_loss.detach()
+            done += 1
+            if on_step and (done % config.log_every == 0 or done == steps):
+                d_now, g_now = d_total.item(), g_total.item()  # waits for the device, so not every batch
+                elapsed = time.perf_counter() - epoch_start
+                left = (config.epochs - epoch) * steps + steps - done
+                on_step(GanStep(epoch=epoch, epochs=config.epochs, step=done, steps_per_epoch=steps,
+                                samples_per_s=done * config.batch_size / elapsed, eta_s=left * elapsed / done,
+                                d_loss=(d_now - d_since) / (done - reported),
+                                g_loss=(g_now - g_since) / (done - reported)))
+                d_since, g_since, reported = d_now, g_now, done
+        if done == 0:  # stopped before this epoch's first batch
+            break
+        grid = make_grid(to_pixels(sample_with(generator, fixed_z, fixed_labels)).cpu().numpy(), columns=classes)
+        record = GanEpoch(epoch, config.epochs, d_total.item() / done, g_total.item() / done,
+                          time.perf_counter() - epoch_start, grid)
+        if not (math.isfinite(record.d_loss) and math.isfinite(record.g_loss)):
+            raise TrainingError(f"the GAN diverged in epoch {epoch}: lower the learning rate (it was {config.lr:g})")
+        history.append(record)
+        if on_epoch:
+            on_epoch(record)
+        if stopped:
+            break
+    return GanResult(generator.eval(), config, history, time.perf_counter() - started, describe_device(device),
+                     stopped)
+
+
+def epoch_seconds(*, device: str | torch.device | None = None, dataset: str = "mnist",
+                  data_root: str | None = None) -> float:
+    """How long one epoch of the default recipe takes (the whole training set), for ``bench``."""
+    return train_gan(GanConfig(dataset=dataset, epochs=1), device=device, data_root=data_root).history[0].seconds
