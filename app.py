@@ -1,43 +1,27 @@
-"""MNIST CNN Lab: `streamlit run app.py`. This file is the home page; the others live in pages/."""
+"""MNIST CNN Lab: `streamlit run app.py`. This file is the router: the page list, and the sidebar every page shows."""
 
 import streamlit as st
 
 import ui
 from core import checkpoints, data
 
-TEXT = {
-    "title": "MNIST CNN Lab",
-    "intro": "A lab for learning convolutional networks by doing. Train the classic architectures — "
-             "LeNet-5, AlexNet, ZFNet, VGG, GoogLeNet, ResNet, MobileNet — and simple baselines on "
-             "handwritten digits (MNIST) or clothes (Fashion-MNIST), and watch them learn.",
-    "pages": "Pages",
-    "train": "Train any architecture with your own hyperparameters and watch live loss and accuracy "
-             "curves. Runs are shared by the whole class and queue one after the other.",
-    "draw": "Draw a digit and watch every trained model answer at once, with MNIST's preprocessing "
-            "shown step by step.",
-    "compare": "Every trained model side by side on numbers measured on this machine: size, accuracy, training "
-               "time, latency and throughput, accuracy per class, the mistakes and the hardest digits, and each "
-               "architecture layer by layer.",
-    "inside": "Look inside a network: feature maps stage by stage, first-layer filters, saliency, Grad-CAM and "
-              "ZFNet's occlusion experiment, for any model, or two side by side.",
-    "generate": "A conditional GAN draws digits of the class you choose: train it live, browse a gallery, walk "
-                "its latent space, see the scores that prove the labels hold, and download a synthetic dataset.",
-    "device": "Running on",
-    "models": "Trained models",
-    "models_help": "Shipped with the lab, plus the runs trained on this server.",
-}
+page = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path, default=p is ui.PAGES[0])
+                      for p in ui.PAGES])
+# After st.navigation, so that the browser tab names the page it shows.
+st.set_page_config(page_title=f"{page.title} · MNIST CNN Lab", page_icon=":material/neurology:", layout="wide")
 
-ui.page_setup("Home")
-st.title(TEXT["title"])
-st.write(TEXT["intro"])
+# Drawn before the page runs, so that the page can read the chosen dataset (ui.dataset()).
+with st.sidebar:
+    st.caption(f":material/memory: {ui.device_name()}")
+    st.radio("Dataset", list(data.DATASETS), format_func=lambda name: data.DATASETS[name].title,
+             key=ui.DATASET_KEY, horizontal=True)
+    counts = {name: len(checkpoints.find_models(name)) for name in data.DATASETS}
+    st.caption(" · ".join(f"{data.DATASETS[n].title}: {c} trained models" for n, c in counts.items()))
+    for problem in checkpoints.manifest_problems():  # a broken manifest hides its models alone: say so
+        st.warning(problem, icon=":material/warning:")
+    jobs = [j for j in ui.job_manager().snapshots() if j.active]
+    if jobs:
+        running = sum(j.status in ("running", "stopping") for j in jobs)
+        st.caption(f":material/model_training: training: {running} running, {len(jobs) - running} queued")
 
-st.subheader(TEXT["pages"])
-for script, label, icon in ui.PAGES[1:]:
-    st.page_link(script, label=label, icon=icon)
-    st.caption(TEXT[label.lower()])
-
-st.divider()
-columns = st.columns(1 + len(data.DATASETS))
-columns[0].metric(TEXT["device"], ui.device_name())
-for column, (name, spec) in zip(columns[1:], data.DATASETS.items(), strict=True):
-    column.metric(f"{TEXT['models']} · {spec.title}", len(checkpoints.find_models(name)), help=TEXT["models_help"])
+page.run()

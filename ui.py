@@ -1,4 +1,4 @@
-"""What every page of the app shares: page set-up, the sidebar, server-wide resources, charts.
+"""What every page of the app shares: the page list, the chosen dataset, server-wide resources, charts.
 
 Pages stay thin: they lay out widgets and call ``core``; this module holds the Streamlit glue that
 more than one page needs. Nothing here trains, predicts or measures.
@@ -8,26 +8,41 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import NamedTuple
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import checkpoints, data, gan
+from core import checkpoints, gan
 from core.cost import architecture_size
 from core.jobs import JobConfig, JobManager, JobSnapshot
 from core.models import get_card
 from core.predict import Ensemble
-from core.training import describe_device
+from core.training import clock, describe_device
 
 DATASET_KEY = "dataset"
-# (script, label, icon): the app's navigation, in the order it is shown.
+
+
+class PageSpec(NamedTuple):
+    """One page of the app, as plain data that the tests can read without running Streamlit."""
+
+    file: str
+    title: str
+    icon: str
+    url_path: str
+
+
+# The app's navigation, in the order the sidebar shows it; the first is the home page, served at "/".
+# url_path is the name Streamlit infers from the file, which AppTest.switch_page uses before a first run.
+# The files are not in pages/: beside a pages/ folder, Streamlit runs a server's first request (and every
+# AppTest run) through its older folder navigation, which opens a deep link without app.py's sidebar.
 PAGES = [
-    ("app.py", "Home", ":material/home:"),
-    ("pages/1_Train.py", "Train", ":material/model_training:"),
-    ("pages/2_Draw.py", "Draw", ":material/draw:"),
-    ("pages/3_Compare.py", "Compare", ":material/leaderboard:"),
-    ("pages/4_Inside.py", "Inside", ":material/visibility:"),
-    ("pages/5_Generate.py", "Generate", ":material/auto_awesome:"),
+    PageSpec("app_pages/0_Home.py", "Home", ":material/home:", "Home"),
+    PageSpec("app_pages/1_Train.py", "Train", ":material/model_training:", "Train"),
+    PageSpec("app_pages/2_Draw.py", "Draw", ":material/draw:", "Draw"),
+    PageSpec("app_pages/3_Compare.py", "Compare", ":material/leaderboard:", "Compare"),
+    PageSpec("app_pages/4_Inside.py", "Inside", ":material/visibility:", "Inside"),
+    PageSpec("app_pages/5_Generate.py", "Generate", ":material/auto_awesome:", "Generate"),
 ]
 
 
@@ -69,31 +84,9 @@ def session_id() -> str:
     return st.session_state.setdefault("session_id", uuid.uuid4().hex[:8])
 
 
-def page_setup(title: str) -> str:
-    """Page config and the sidebar every page shows; returns the chosen dataset."""
-    st.set_page_config(page_title=f"{title} · MNIST CNN Lab", page_icon=":material/neurology:", layout="wide")
-    return sidebar()
-
-
-def sidebar() -> str:
-    with st.sidebar:
-        for script, label, icon in PAGES:
-            st.page_link(script, label=label, icon=icon)
-        st.divider()
-        st.caption(f":material/memory: {device_name()}")
-        dataset = st.radio(
-            "Dataset", list(data.DATASETS), format_func=lambda name: data.DATASETS[name].title,
-            key=DATASET_KEY, horizontal=True,
-        )
-        counts = {name: len(checkpoints.find_models(name)) for name in data.DATASETS}
-        st.caption(" · ".join(f"{data.DATASETS[n].title}: {c} trained models" for n, c in counts.items()))
-        for problem in checkpoints.manifest_problems():  # a broken manifest hides its models alone: say so
-            st.warning(problem, icon=":material/warning:")
-        jobs = [j for j in job_manager().snapshots() if j.active]
-        if jobs:
-            running = sum(j.status in ("running", "stopping") for j in jobs)
-            st.caption(f":material/model_training: training: {running} running, {len(jobs) - running} queued")
-    return dataset
+def dataset() -> str:
+    """The dataset chosen in the sidebar; app.py draws its radio before it runs any page."""
+    return st.session_state[DATASET_KEY]
 
 
 JOB_TEXT = {
@@ -152,11 +145,6 @@ def job_status(job: JobSnapshot, *, owner: str) -> JobSnapshot:
     if job.status == "failed":
         st.error(JOB_TEXT["failed"].format(error=job.error))
     return job
-
-
-def clock(seconds: float | None) -> str:
-    seconds = int(seconds or 0)
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def architecture_card(arch: str) -> None:

@@ -9,21 +9,28 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import ui
+
 REPO = Path(__file__).resolve().parent.parent
-PAGES = ["app.py", *sorted(f"pages/{p.name}" for p in (REPO / "pages").glob("*.py"))]
+HOME = ui.PAGES[0].file
 
 
-def open_page(page: str = "app.py") -> AppTest:
+def open_page(page: str = HOME) -> AppTest:
     """Start at the entry point and switch to the page, as the browser does."""
     # The Compare page's first visit times every model on this machine (cached after): on a slow 2-core
     # machine that took 70 s alone and 123 s beside other work. A hang, not a slow page, should fail here.
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
-    if page != "app.py":
-        at.switch_page(page)
+    at.switch_page(page)
     return at.run()
 
 
-@pytest.mark.parametrize("page", PAGES)
+def test_the_page_list_holds_every_page_file_and_starts_at_home():
+    files = sorted(f"app_pages/{p.name}" for p in (REPO / "app_pages").glob("*.py"))
+    assert sorted(p.file for p in ui.PAGES) == files  # a file left out of the list is a page nobody can open
+    assert ui.PAGES[0].title == "Home"
+
+
+@pytest.mark.parametrize("page", [p.file for p in ui.PAGES])
 def test_every_page_renders(page):
     at = open_page(page)
     assert not at.exception
@@ -34,6 +41,7 @@ def test_home_shows_the_device_and_model_counts():
     at = open_page()
     labels = [m.label for m in at.metric]
     assert labels == ["Running on", "Trained models · MNIST", "Trained models · Fashion-MNIST"]
+    assert [link.value for link in at.page_link] == [p.title for p in ui.PAGES[1:]]
     assert "CPU" in at.metric[0].value or "GPU" in at.metric[0].value or "NVIDIA" in at.metric[0].value
 
 
@@ -66,7 +74,7 @@ def caption_has(at: AppTest, text: str) -> bool:
 
 
 def test_a_tiny_run_goes_from_start_to_a_saved_model():
-    at = open_page("pages/1_Train.py")
+    at = open_page("app_pages/1_Train.py")
     at = start(at, arch="lenet5", epochs=2, images=500, name="tiny run")
     assert not at.exception
     at = run_until(at, lambda at: caption_has(at, "saved"))
@@ -83,7 +91,7 @@ def test_the_settings_start_from_the_recipe_and_reach_the_run():
     from core import checkpoints
     from core.recipes import recipe
 
-    at = open_page("pages/1_Train.py")
+    at = open_page("app_pages/1_Train.py")
     at.sidebar.radio[0].set_value("fashion").run()
     [arch_box] = [s for s in at.selectbox if s.label == "Architecture"]
     arch_box.select("resnet18").run()
@@ -100,7 +108,7 @@ def test_the_settings_start_from_the_recipe_and_reach_the_run():
 
 
 def test_a_stopped_run_shows_as_stopped():
-    at = open_page("pages/1_Train.py")
+    at = open_page("app_pages/1_Train.py")
     at = start(at, arch="lenet5", epochs=30, images=None, name="long run")
     at = run_until(at, lambda at: any(b.label == "Stop" for b in at.button) and caption_has(at, "training"))
     [stop] = [b for b in at.button if b.label == "Stop"]
@@ -123,7 +131,7 @@ def canvas_state(picture) -> dict:
 
 
 def test_draw_page_asks_for_a_digit_when_the_canvas_is_empty():
-    at = open_page("pages/2_Draw.py")
+    at = open_page("app_pages/2_Draw.py")
     assert not at.exception
     assert any("Draw a digit on the canvas" in i.value for i in at.info)
     assert not at.dataframe
@@ -137,7 +145,7 @@ def test_draw_page_shows_the_stages_and_every_models_answer(mnist_test):
     seven = mnist_test.images[0].numpy()  # the first test digit is a 7
     grey = np.kron(seven, np.ones((10, 10), dtype=np.uint8))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.switch_page("pages/2_Draw.py")
+    at.switch_page("app_pages/2_Draw.py")
     at.session_state["draw_canvas"] = canvas_state(np.dstack([grey] * 3 + [np.full_like(grey, 255)]))
     at.run()
     assert not at.exception
@@ -153,7 +161,7 @@ def test_draw_page_shows_the_stages_and_every_models_answer(mnist_test):
 def on_the_canvas(state: dict) -> AppTest:
     """The Draw page after the canvas component reported `state`."""
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.switch_page("pages/2_Draw.py")
+    at.switch_page("app_pages/2_Draw.py")
     at.session_state["draw_canvas"] = state
     return at.run()
 
@@ -211,8 +219,8 @@ def test_draw_page_reads_a_grey_and_alpha_canvas_and_keeps_it_across_pages(mnist
     at = on_the_canvas({"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}, "backgroundFit": None})
     assert not at.exception
     assert ">7</div>" in next(m.value for m in at.markdown if "class='consensus'" in m.value)
-    at.switch_page("app.py").run()
+    at.switch_page(HOME).run()
     del at.session_state["draw_canvas"]  # as Streamlit drops the state of a component that is not on the page
-    at.switch_page("pages/2_Draw.py").run()  # the canvas comes back with the drawing, and so do the answers
+    at.switch_page("app_pages/2_Draw.py").run()  # the canvas comes back with the drawing, and so do the answers
     assert not at.exception and at.session_state["draw_restore"]["objects"]
     assert ">7</div>" in next(m.value for m in at.markdown if "class='consensus'" in m.value)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import ui
+
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -82,16 +84,27 @@ def page(browser):
     context.close()
 
 
-def test_a_deep_link_as_the_first_request_shows_the_page_and_our_navigation(server, page):
+def _url(server: str, spec: ui.PageSpec) -> str:
+    return f"{server}/" if spec is ui.PAGES[0] else f"{server}/{spec.url_path}"
+
+
+def _current_link(page):
+    return page.get_by_test_id("stSidebarNav").locator("[data-testid=stSidebarNavLink][aria-current=page]")
+
+
+def test_a_deep_link_as_the_first_request_shows_the_page_and_the_page_list(server, page):
     from playwright.sync_api import expect
 
     page.goto(f"{server}/Train")
     expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60_000)
     sidebar = page.get_by_test_id("stSidebar")
-    for link in ("Home", "Train", "Draw", "Compare", "Inside"):
-        expect(sidebar.get_by_role("link", name=link)).to_be_visible(timeout=30_000)
     expect(sidebar.get_by_text("Dataset")).to_be_visible(timeout=30_000)
-    assert page.get_by_test_id("stSidebarNav").count() == 0  # Streamlit's automatic list is hidden
+    links = sidebar.get_by_test_id("stSidebarNav").get_by_test_id("stSidebarNavLink")
+    expect(links).to_have_count(len(ui.PAGES))
+    shown = [(link.get_by_test_id("stMarkdownContainer").inner_text(), link.get_attribute("href"))
+             for link in links.all()]
+    assert shown == [(spec.title, _url(server, spec)) for spec in ui.PAGES]
+    expect(_current_link(page)).to_have_attribute("href", f"{server}/Train")
 
 
 def test_navigation_goes_home_and_back(server, page):
@@ -130,3 +143,14 @@ def test_digits_drawn_with_the_mouse_are_read_by_the_models(server, page, digit,
     consensus.wait_for(timeout=60_000)
     assert consensus.inner_text().strip() == str(digit)
     assert page.get_by_text("Consensus:").is_visible()
+
+
+@pytest.mark.parametrize("spec", ui.PAGES, ids=lambda spec: spec.title)
+def test_each_deep_link_opens_its_page(server, page, spec):
+    from playwright.sync_api import expect
+
+    heading = "MNIST CNN Lab" if spec is ui.PAGES[0] else spec.title  # Home's heading is the lab's name
+    page.goto(_url(server, spec))
+    expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)
+    expect(page).to_have_title(f"{spec.title} · MNIST CNN Lab")
+    expect(_current_link(page)).to_have_attribute("href", _url(server, spec))

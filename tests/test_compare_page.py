@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from core import checkpoints, cost, data, metrics, zoo
 
 REPO = Path(__file__).resolve().parent.parent
-PAGE = "pages/3_Compare.py"
+PAGE = "app_pages/3_Compare.py"
 MISTAKE = re.compile(r"^(\S+) → (\S+) \((\d+)%\)$")  # "4 → 9 (87%)"
 
 

@@ -13,7 +13,7 @@ from core import checkpoints, explain
 from core.models import get_model
 
 REPO = Path(__file__).resolve().parent.parent
-PAGE = "pages/4_Inside.py"
+PAGE = "app_pages/4_Inside.py"
 LENET_STAGES = ["1. conv 5x5 · 6 x 28 x 28", "2. conv 5x5 · 16 x 10 x 10", "3. conv 5x5 · 120 x 1 x 1"]
 
 

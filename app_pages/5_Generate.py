@@ -71,7 +71,7 @@ MIME = {"csv": "text/csv", "npz": "application/octet-stream", "pt": "application
 EXPORTS = Path(tempfile.gettempdir()) / "mnist-lab-exports"
 EXPORT_KEEP_S = 3600  # files of sessions that left are removed when someone makes a new one
 
-dataset = ui.page_setup(TEXT["title"])
+dataset = ui.dataset()
 classes = data.get_spec(dataset).classes
 things = "digits" if dataset == "mnist" else "images"
 manager = ui.job_manager()
@@ -84,7 +84,7 @@ st.write(TEXT["intro"])
 def describe(record: checkpoints.ModelRecord) -> str:
     text = TEXT["shipped"] if record.shipped else TEXT["run"]
     epochs = f"{record.epochs} epoch" + ("s" if record.epochs != 1 else "")
-    return text.format(name=record.name, epochs=epochs, agreement=record.test_accuracy)  # a generator's: agreement
+    return text.format(name=record.name, epochs=epochs, agreement=record.metrics["agreement"])
 
 
 def picture(pixels, caption: str | None = None) -> bytes:
@@ -141,8 +141,8 @@ with walks:
         picture(gan.make_grid(walk, columns=steps))
 
 with scores:
-    if record and record.scores:
-        measured = record.scores
+    if record and "judge" in record.metrics:  # an entry of an older manifest may hold its agreement alone
+        measured = record.metrics
         st.caption(TEXT["scores_help"].format(judge=get_card(measured["judge"]).title,
                                               judge_accuracy=measured["judge_accuracy"], things=things))
         a, b, c = st.columns(3)

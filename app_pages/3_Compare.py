@@ -104,7 +104,7 @@ def accuracy_chart(rows: list[zoo.ZooRow], names: list[str], x: list[float], *, 
     return figure
 
 
-dataset = ui.page_setup(TEXT["title"])
+dataset = ui.dataset()
 spec = data.get_spec(dataset)
 st.title(TEXT["title"])
 st.write(TEXT["intro"])

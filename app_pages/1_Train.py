@@ -9,7 +9,7 @@ from core import data
 from core.jobs import JobSnapshot
 from core.models import get_card, list_models
 from core.recipes import recipe
-from core.training import OPTIMIZERS, SCHEDULES
+from core.training import OPTIMIZERS, SCHEDULES, clock
 
 TEXT = {
     "title": "Train",
@@ -34,7 +34,7 @@ LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 5e
 WEIGHT_DECAYS = [0.0, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.05, 0.1]
 IMAGE_LIMITS = {500: "500", 2000: "2,000", 10_000: "10,000", None: "all 60,000"}
 
-dataset = ui.page_setup(TEXT["title"])
+dataset = ui.dataset()
 manager = ui.job_manager()
 owner = ui.session_id()
 
@@ -96,7 +96,7 @@ def show(job: JobSnapshot) -> None:
         a, b, c = st.columns(3)
         a.metric(TEXT["test_accuracy"], f"{job.result['test_accuracy']:.2f} %")
         b.metric(TEXT["best_epoch"], job.result["best_epoch"] or "–")  # 0: stopped within the first epoch
-        c.metric(TEXT["seconds"], ui.clock(job.result["seconds"]))
+        c.metric(TEXT["seconds"], clock(job.result["seconds"]))
         classes = data.get_spec(job.config.dataset).classes
         st.plotly_chart(ui.confusion_chart(job.result["confusion"], classes), width="stretch")
 

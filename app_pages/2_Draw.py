@@ -36,7 +36,7 @@ TEXT = {
 CANVAS_KEY = "draw_canvas"
 CANVAS = 280  # pixels a side
 
-dataset = ui.page_setup(TEXT["title"])
+dataset = ui.dataset()
 classes = data.get_spec(dataset).classes
 models = ui.ensemble(dataset)
 

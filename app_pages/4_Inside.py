@@ -60,7 +60,7 @@ TEXT = {
 TOP_POOL = 2000  # test images searched for a channel's favourites: enough to find good ones, under a second
 MAX_FILTERS = 64  # an MLP's first layer has 1024 whole-image templates: show the first ones
 
-dataset = ui.page_setup(TEXT["title"])
+dataset = ui.dataset()
 spec = data.get_spec(dataset)
 classes = spec.classes
 ensemble = ui.ensemble(dataset)
@@ -177,9 +177,9 @@ with pick:
         default = others.index("resnet18") if "resnet18" in others else len(others) - 1
         chosen.append(st.selectbox(TEXT["second_model"], others, index=default, key="inside_model_2"))
     own = TEXT["explain_answer"] if label is None else TEXT["explain_label"].format(label=classes[label])
-    explain = st.selectbox(TEXT["explain"], [None, *range(len(classes))], key="inside_explain",
-                           format_func=lambda c: own if c is None else classes[c])
-    target = label if explain is None else explain
+    explained = st.selectbox(TEXT["explain"], [None, *range(len(classes))], key="inside_explain",
+                             format_func=lambda c: own if c is None else classes[c])
+    target = label if explained is None else explained
     left, right = st.columns(2)
     patch = left.slider(TEXT["patch"], 2, 14, 4)
     stride = right.slider(TEXT["stride"], 1, 7, 2)
