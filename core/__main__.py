@@ -27,6 +27,7 @@ from core.training import (
     StepEvent,
     Trainer,
     TrainingError,
+    clock,
     evaluate,
     resolve_device,
 )
@@ -40,11 +41,6 @@ def human(n: float) -> str:
     return f"{n:.0f}"
 
 
-def clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 class ConsoleProgress(Callback):
     """A progress bar on stderr (redrawn in place on a terminal, a line every few seconds otherwise)
     and one line per epoch on ``out``."""
@@ -54,7 +50,7 @@ class ConsoleProgress(Callback):
         self.tty = sys.stderr.isatty()
         self.last_line = 0.0
 
-    def on_step(self, event: StepEvent) -> None:
+    def on_step(self, trainer: Trainer, event: StepEvent) -> None:
         self.bar(event, f"loss {event.loss:.4f}")
 
     def bar(self, event: Progress, detail: str) -> None:
@@ -76,7 +72,7 @@ class ConsoleProgress(Callback):
         if self.tty:
             print("\r" + " " * 100 + "\r", end="", file=sys.stderr)
 
-    def on_epoch_end(self, event: EpochEvent) -> None:
+    def on_epoch_end(self, trainer: Trainer, event: EpochEvent) -> None:
         self.clear()
         val = (
             f"  val loss {event.val_loss:.4f} acc {event.val_accuracy:.2f}%"
@@ -88,8 +84,20 @@ class ConsoleProgress(Callback):
             file=self.out, flush=True,
         )
 
-    def on_evaluate(self) -> None:
+    def on_evaluate(self, trainer: Trainer) -> None:
         print(f"{self.label}scoring the test set ...", file=sys.stderr, flush=True)
+
+
+class GanConsoleProgress(ConsoleProgress):
+    """The same bar and epoch lines for the GAN, with both players' losses."""
+
+    def on_step(self, trainer: gan.GanTrainer, event: gan.GanStep) -> None:
+        self.bar(event, f"D loss {event.d_loss:.3f}  G loss {event.g_loss:.3f}")
+
+    def on_epoch_end(self, trainer: gan.GanTrainer, event: gan.GanEpoch) -> None:
+        self.clear()
+        print(f"{self.label}epoch {event.epoch}/{event.epochs}  D loss {event.d_loss:.3f}  G loss {event.g_loss:.3f}  "
+              f"{event.seconds:.1f} s", file=self.out, flush=True)
 
 
 def emit(document: object) -> None:
@@ -140,22 +148,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = replace(recipe(args.arch, args.dataset), **overrides)
     # Everything that could refuse the run is checked before it trains, not after.
     config.validate()
-    folder = checkpoints.WEIGHTS_DIR if args.ship else checkpoints.runs_dir()
+    folder = checkpoints.destination(ship=args.ship)
     name = config.arch if args.ship else checkpoints.check_name(args.name or config.arch)
     checkpoints.check_writable(folder)
     print(f"training {config.arch} on {data.get_spec(config.dataset).title} "
           f"({config.optimizer}, lr {config.lr:g}, {config.schedule}, batch {config.batch_size}, "
           f"{config.epochs} epochs)", file=out, flush=True)
-    trainer = Trainer(config, device=args.device, data_root=args.data, callback=ConsoleProgress(out))
+    trainer = Trainer(config, device=args.device, data_root=args.data, callbacks=[ConsoleProgress(out)])
     result = trainer.fit()
     summary = result.summary()
-    record = checkpoints.save(result.model, name=name, arch=config.arch, dataset=config.dataset,
-                              summary=summary, folder=folder, half=args.ship, overwrite=args.ship)
-    summary["saved_to"] = str(record.path)
+    record = checkpoints.save_classifier(result.model, name=name, arch=config.arch, dataset=config.dataset,
+                                         summary=summary, ship=args.ship, data_root=args.data)
+    summary |= {"test_accuracy": record.test_accuracy, "saved_to": str(record.path)}  # of the file as written
     if args.json:
         emit(summary)
     else:
-        print(f"test accuracy {result.test_accuracy:.2f}%  ({result.status}, best epoch {result.best_epoch}, "
+        print(f"test accuracy {record.test_accuracy:.2f}%  ({result.status}, best epoch {result.best_epoch}, "
               f"{result.seconds:.0f} s, {result.train_samples_per_s:,.0f} train img/s on {result.device})")
         if result.divergence:
             print(result.divergence)
@@ -164,11 +172,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def train_every_architecture(args: argparse.Namespace, overrides: dict, out: TextIO) -> int:
-    folder = checkpoints.WEIGHTS_DIR if args.ship else checkpoints.runs_dir()
+    folder = checkpoints.destination(ship=args.ship)
     checkpoints.check_writable(folder)
     outcomes = []
     for outcome in train_all(args.dataset, folder=folder, overrides=overrides, device=args.device,
-                             data_root=args.data, callback=lambda arch: ConsoleProgress(out, f"{arch}: ")):
+                             data_root=args.data, callbacks=lambda arch: [ConsoleProgress(out, f"{arch}: ")]):
         row = {"arch": outcome.arch, "status": outcome.status}
         if outcome.record is not None:
             row |= {"test_accuracy": outcome.record.test_accuracy, "seconds": outcome.record.seconds,
@@ -339,37 +347,27 @@ def cmd_cgan_train(args: argparse.Namespace) -> int:
     config = gan.GanConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                            limit=args.limit)
     config.validate()
-    folder = checkpoints.WEIGHTS_DIR if args.ship else checkpoints.runs_dir()
+    folder = checkpoints.destination(ship=args.ship)
     name = gan.ARCH if args.ship else checkpoints.check_name(args.name or gan.ARCH)
     checkpoints.check_writable(folder)
     out = sys.stderr if args.json else sys.stdout
-    progress = ConsoleProgress(out)
-
-    def on_step(step: gan.GanStep) -> None:
-        progress.bar(step, f"D loss {step.d_loss:.3f}  G loss {step.g_loss:.3f}")
-
-    def on_epoch(epoch: gan.GanEpoch) -> None:
-        progress.clear()
-        print(f"epoch {epoch.epoch}/{epoch.epochs}  D loss {epoch.d_loss:.3f}  G loss {epoch.g_loss:.3f}  "
-              f"{epoch.seconds:.1f} s", file=out, flush=True)
-
-    result = gan.train_gan(config, device=args.device, data_root=args.data, on_epoch=on_epoch, on_step=on_step)
-    if args.ship:  # the shipped file holds float16: score exactly what it holds, as for the classifiers
-        result.generator.half().float()
+    result = gan.train_gan(config, device=args.device, data_root=args.data, callbacks=[GanConsoleProgress(out)])
     # A shipped generator is scored in full (the page shows these figures); a run gets the quick scores.
     print("scoring: label agreement, diversity, FID" + (", classification score" if args.ship else "") + " ...",
           file=sys.stderr, flush=True)
-    scores = gan.score(result.generator, args.dataset,
-                       per_class=gan.SHIPPED_PER_CLASS if args.ship else 200,
-                       cas_images=gan.SHIPPED_CAS_IMAGES if args.ship else 0,
-                       data_root=args.data)
-    record = gan.save_generator(result, folder=folder, scores=scores, name=name, half=args.ship, overwrite=args.ship)
-    summary = {**result.summary(), "scores": scores.to_json(), "saved_to": str(record.path)}
+
+    def score(generator: gan.Generator) -> gan.Scores:
+        return gan.score(generator, args.dataset, per_class=gan.SHIPPED_PER_CLASS if args.ship else 200,
+                         cas_images=gan.SHIPPED_CAS_IMAGES if args.ship else 0, data_root=args.data)
+
+    record = gan.save_generator(result, score=score, name=name, ship=args.ship)
+    scores = record.metrics
+    summary = {**result.summary(), "scores": scores, "saved_to": str(record.path)}
     if args.json:
         emit(summary)
     else:
-        print(f"label agreement {scores.agreement:.2f}%  FID {scores.fid:.2f} (real: {scores.fid_reference:.2f})"
-              f"\nsaved {record.path}")
+        print(f"label agreement {scores['agreement']:.2f}%  FID {scores['fid']:.2f} "
+              f"(real: {scores['fid_reference']:.2f})\nsaved {record.path}")
     return 0
 
 
@@ -610,8 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="with --zoo: timed runs at batch 256 (single images: ten times as many)")
     bench_parser.add_argument("--batches", type=int, default=300, help="batches per pipeline and round")
     bench_parser.add_argument("--rounds", type=int, default=5, help="timed rounds (medians are reported)")
-    bench.add_argument("--batch-size", type=int, default=64)
-    data_options(bench)
+    bench_parser.add_argument("--batch-size", type=int, default=64)
+    data_options(bench_parser)
     return parser
 
 

@@ -92,7 +92,7 @@ def pipeline_benchmark(
     def trainer_round(run: Trainer, epoch: int) -> float:
         _sync(device)
         start = time.perf_counter()
-        run.train_epoch(epoch, stop=lambda: False)
+        run.train_epoch(epoch)
         _sync(device)
         return batches * batch_size / (time.perf_counter() - start)
 

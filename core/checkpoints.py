@@ -16,6 +16,7 @@ it lists, and says so (``manifest_problems``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import json
 import math
@@ -26,10 +27,10 @@ import subprocess
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import torch
 from filelock import FileLock, Timeout
@@ -40,9 +41,8 @@ from torch import nn
 import core
 from core import data
 from core.models import MAX_CLASSES, MAX_WIDTH, MIN_WIDTH, get_model, list_models
-
-if TYPE_CHECKING:
-    from core.training import Trainer
+from core.models.cgan import ARCH as GENERATOR_ARCH
+from core.training import Trainer, evaluate
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS_DIR = REPO / "weights"
@@ -68,6 +68,12 @@ def cache_dir() -> Path:
     return runs_dir() / "cache"
 
 
+KINDS = ("classifier", "generator")
+# What every record of a kind measures, by its real name: a classifier's accuracy in percent on the full
+# test split, a generator's label agreement in percent (``core.gan.Scores`` holds the rest of its metrics).
+HEADLINE = {"classifier": "test_accuracy", "generator": "agreement"}
+
+
 @dataclass
 class ModelRecord:
     """A trained model's manifest entry; ``file`` is relative to the manifest's folder."""
@@ -76,20 +82,27 @@ class ModelRecord:
     arch: str
     dataset: str
     file: str
-    test_accuracy: float  # percent, on the full test split
     epochs: int
     seconds: float  # training wall clock
     device: str
     date: str
     code_version: str
+    kind: str = "classifier"  # one of KINDS
+    metrics: dict = field(default_factory=dict)  # of the weights in ``file``, by name (see HEADLINE)
     config: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)  # one entry per epoch
-    scores: dict = field(default_factory=dict)  # a generator's scores (its test_accuracy: label agreement)
     folder: Path = field(default=WEIGHTS_DIR, compare=False, repr=False)
 
     @property
     def path(self) -> Path:
         return self.folder / self.file
+
+    @property
+    def test_accuracy(self) -> float:
+        """A classifier's accuracy in percent on its full test split."""
+        if self.kind != "classifier":
+            raise AttributeError(f"{self.name!r} is a {self.kind}: it has no test accuracy, see its metrics")
+        return self.metrics["test_accuracy"]
 
     @property
     def shipped(self) -> bool:
@@ -201,13 +214,34 @@ class Manifest:
         return {r.file for r in self.records} | {e.get("file") for e in self.bad_entries if isinstance(e, dict)}
 
 
-_REQUIRED = {"name": str, "arch": str, "dataset": str, "file": str, "test_accuracy": float, "epochs": int,
-             "seconds": float, "device": str, "date": str, "code_version": str}
-_OPTIONAL = {"config": dict, "history": list, "scores": dict}
+_REQUIRED = {"name": str, "arch": str, "dataset": str, "file": str, "epochs": int, "seconds": float,
+             "device": str, "date": str, "code_version": str, "kind": str, "metrics": dict}
+_OPTIONAL = {"config": dict, "history": list}
+
+
+def _upgraded(entry: dict) -> dict:
+    """An entry written before records had a ``kind`` and ``metrics``, as this version writes it.
+
+    Such manifests kept a classifier's accuracy, and a generator's label agreement, in ``test_accuracy``,
+    and a generator's scores in ``scores``; a generator was known by its arch alone.
+    """
+    if "kind" in entry or "metrics" in entry or "test_accuracy" not in entry:
+        return entry
+    entry = dict(entry)
+    accuracy, scores = entry.pop("test_accuracy"), entry.pop("scores", None)
+    if entry.get("arch") == GENERATOR_ARCH:
+        entry["kind"], entry["metrics"] = "generator", scores if isinstance(scores, dict) else {"agreement": accuracy}
+    else:
+        entry["kind"], entry["metrics"] = "classifier", {"test_accuracy": accuracy}
+    return entry
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _entry_problem(entry: object, folder: Path) -> str | None:
-    """Why a manifest entry is not a usable record, or None."""
+    """Why a manifest entry (upgraded) is not a usable record, or None."""
     if not isinstance(entry, dict):
         return f"an entry is a {type(entry).__name__}, not an object"
     what = f"the entry {entry.get('name')!r}" if isinstance(entry.get("name"), str) else "an entry"
@@ -222,7 +256,7 @@ def _entry_problem(entry: object, folder: Path) -> str | None:
             continue
         value = entry[key]
         if kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = _is_number(value)
         elif kind is int:
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
         else:
@@ -231,6 +265,11 @@ def _entry_problem(entry: object, folder: Path) -> str | None:
             return f"{what}: {key} is {value!r}, not {'a number' if kind in (int, float) else kind.__name__}"
     if entry["dataset"] not in data.DATASETS:
         return f"{what}: unknown dataset {entry['dataset']!r}"
+    if entry["kind"] not in KINDS:
+        return f"{what}: kind {entry['kind']!r} is not one of {', '.join(KINDS)}"
+    headline = HEADLINE[entry["kind"]]
+    if not _is_number(entry["metrics"].get(headline)):  # pages sort and plot by it
+        return f"{what}: {headline} is {entry['metrics'].get(headline)!r}, not a number"
     return _file_problem(entry["file"], folder, what)
 
 
@@ -265,9 +304,10 @@ def load_manifest(folder: Path) -> Manifest:
             f"in {folder})"], unreadable=True)
     records, bad, problems = [], [], []
     for entry in entries:
-        problem = _entry_problem(entry, folder)
+        upgraded = _upgraded(entry) if isinstance(entry, dict) else entry
+        problem = _entry_problem(upgraded, folder)
         if problem is None:
-            records.append(ModelRecord(**entry, folder=folder))
+            records.append(ModelRecord(**upgraded, folder=folder))
         else:
             bad.append(entry)
             problems.append(f"{path}: {problem}; that entry is left out (fix or remove it in the file)")
@@ -336,21 +376,49 @@ def add_record(folder: Path, record: ModelRecord) -> None:
         _write_manifest(manifest, others + [record])
 
 
-def store(module: nn.Module, record: ModelRecord, metadata: dict[str, str], *, half: bool = False,
-          overwrite: bool = False) -> ModelRecord:
-    """Write a module's weights and its manifest entry into ``record.folder``, atomically.
+def destination(*, ship: bool) -> Path:
+    """Where a trained model is kept: ``weights/`` for a shipped one, this machine's runs folder for a run."""
+    return WEIGHTS_DIR if ship else runs_dir()
 
-    Without ``overwrite`` (a run) the record gets a file of its own that no other record or file has,
-    and a display name no other run of its dataset has ("name", then "name-2", ...): runs never
-    overwrite each other, from one process or several. With ``overwrite`` (a shipped model) the file
-    ``record.file`` and its entry are replaced. If the manifest cannot be written, a new weights file
-    is removed again, so that no file is left unlisted. Returns the record as saved.
+
+def save(
+    module: nn.Module,
+    record: ModelRecord,
+    metadata: dict[str, str],
+    *,
+    ship: bool = False,
+    folder: Path | None = None,
+    measure: Callable[[nn.Module], dict] | None = None,
+) -> ModelRecord:
+    """The one way a trained model is kept, classifier or generator: where, in which precision, with
+    which figures. The command line, the job queue and ``train --all`` all come here.
+
+    - A run (``ship`` False) goes to this machine's runs folder, in float32, with a file of its own
+      and a display name no other run of its dataset has ("name", then "name-2", ...): runs never
+      overwrite each other, from one process or several.
+    - A shipped model goes to ``weights/``, in float16 (half the size; loading turns it back into
+      float32), and replaces the model saved under its file name.
+    - The record's metrics are always those of the file as written: ``measure(module)`` measures
+      the module after it is rounded to float16, and is required for a shipped model; a run's file
+      holds the very weights its training measured.
+
+    ``folder`` puts the model elsewhere (tests, side folders). If the manifest cannot be written, a
+    new weights file is removed again, so that no file is left unlisted. Returns the record as saved.
     """
-    with _locked(record.folder) as manifest:
-        if not overwrite:
+    if ship:
+        if measure is None:
+            raise ValueError("a shipped model is measured again after its rounding to float16: pass measure")
+        module = copy.deepcopy(module).half().float()  # what the float16 file will hold; the caller's stays
+    folder = folder or destination(ship=ship)
+    record = replace(record, folder=folder, metrics=measure(module) if measure else record.metrics)
+    if record.kind not in KINDS or not _is_number(record.metrics.get(HEADLINE[record.kind])):
+        raise ValueError(f"a {record.kind}'s record needs its {HEADLINE.get(record.kind, 'metrics')}, "
+                         f"got {record.metrics}")
+    with _locked(folder) as manifest:
+        if not ship:
             record = _claim(manifest, record)
         new_file = not record.path.exists()
-        write_weights(module, record.path, metadata, half=half)
+        write_weights(module, record.path, metadata, half=ship)
         try:
             others = [r for r in manifest.records if r.file != record.file]
             _write_manifest(manifest, others + [record])
@@ -372,35 +440,42 @@ def _claim(manifest: Manifest, record: ModelRecord) -> ModelRecord:
     return replace(record, name=name, file=file)
 
 
-def save(
+def save_classifier(
     model: nn.Module,
     *,
     name: str,
     arch: str,
     dataset: str,
     summary: dict,
-    folder: Path,
-    half: bool = False,
-    overwrite: bool = False,
+    ship: bool = False,
+    folder: Path | None = None,
+    data_root: str | None = None,
 ) -> ModelRecord:
-    """Write ``<folder>/<dataset>/<file>.safetensors`` and its manifest entry, atomically (see ``store``).
+    """Keep a trained classifier as ``save`` says, as ``<dataset>/<file>.safetensors`` and its entry.
 
-    ``summary`` is a TrainResult.summary(); ``half`` stores float tensors as float16 to halve the
-    size of shipped files (loading turns them back into float32); ``overwrite`` replaces the model
-    saved under this name (shipped models), where a run always gets a file of its own.
+    ``summary`` is a TrainResult.summary(); a shipped model's test accuracy and loss are measured again
+    on its float16 weights (on the device that holds it, ``data_root``'s test split).
     """
     name = check_name(name)
     width = summary.get("config", {}).get("width", 1.0)
     metadata = {"arch": arch, "dataset": dataset, "width": str(width),
                 "num_classes": str(len(data.get_spec(dataset).classes))}
+    measured = {"test_accuracy": summary["test_accuracy"]}
+    if "test_loss" in summary:
+        measured["test_loss"] = summary["test_loss"]
     record = ModelRecord(
         name=name, arch=arch, dataset=dataset, file=f"{dataset}/{file_stem(name, arch)}.safetensors",
-        test_accuracy=summary["test_accuracy"], epochs=summary["epochs"], seconds=summary["seconds"],
-        device=summary["device"], date=now(),
-        code_version=code_version(), config=summary.get("config", {}),
-        history=summary.get("history", []), folder=folder,
+        epochs=summary["epochs"], seconds=summary["seconds"], device=summary["device"], date=now(),
+        code_version=code_version(), kind="classifier", metrics=measured, config=summary.get("config", {}),
+        history=summary.get("history", []),
     )
-    return store(model, record, metadata, half=half, overwrite=overwrite)
+
+    def test_metrics(module: nn.Module) -> dict:
+        test = data.load(dataset, train=False, root=data_root, device=next(module.parameters()).device)
+        scored = evaluate(module, test, dataset)
+        return {"test_accuracy": round(scored.accuracy, 2), "test_loss": round(scored.loss, 4)}
+
+    return save(model, record, metadata, ship=ship, folder=folder, measure=test_metrics if ship else None)
 
 
 def _stale(temporary: Path) -> bool:
@@ -554,8 +629,8 @@ def find_models(dataset: str | None = None, *, include_runs: bool = True) -> lis
     records = sorted(read_manifest(WEIGHTS_DIR), key=lambda r: (order.get(r.arch, len(order)), r.name))
     if include_runs:
         records += sorted(read_manifest(runs_dir()), key=lambda r: r.date)
-    # The manifests also list other kinds of weights (the CGAN's generator): classifiers only here.
-    return [r for r in records if r.arch in order and (dataset is None or r.dataset == dataset)]
+    # The manifests also list generators; and a classifier of an architecture this version lacks cannot load.
+    return [r for r in records if r.kind == "classifier" and r.arch in order and dataset in (None, r.dataset)]
 
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
@@ -97,34 +97,40 @@ class _Job:
     error: str | None = None
     result: dict | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    trainer: Trainer | gan.GanTrainer | None = None  # while it trains: what the stop button stops
 
 
 class _JobProgress(Callback):
-    """Copies trainer events into the job record; the lock keeps snapshots whole."""
+    """Copies either trainer's events into the job record; the lock keeps snapshots whole."""
 
     def __init__(self, job: _Job, lock: threading.Lock) -> None:
         self.job, self.lock = job, lock
 
-    def on_start(self, trainer: Trainer) -> None:
+    def on_start(self, trainer: Trainer | gan.GanTrainer) -> None:
         with self.lock:
             self.job.phase = "training"
 
-    def on_step(self, event: StepEvent) -> None:
-        _record_step(self.job, self.lock, event, loss=event.loss, accuracy=event.accuracy, lr=event.lr)
+    def on_step(self, trainer: Trainer | gan.GanTrainer, event: StepEvent | gan.GanStep) -> None:
+        _record_step(self.job, self.lock, event)
 
-    def on_epoch_end(self, event: EpochEvent) -> None:
+    def on_epoch_end(self, trainer: Trainer | gan.GanTrainer, event: EpochEvent | gan.GanEpoch) -> None:
         with self.lock:
             self.job.epochs.append(asdict(event))
 
-    def on_evaluate(self) -> None:
+    def on_evaluate(self, trainer: Trainer) -> None:
         with self.lock:
             self.job.phase = "scoring the test set"
 
 
-def _record_step(job: _Job, lock: threading.Lock, event: Progress, **values: float) -> None:
-    """A step event into the job record: one point of the curves (``values``), and the progress bar."""
+_PROGRESS_FIELDS = {f.name for f in fields(Progress)}  # what every step event has; the rest is what it measured
+
+
+def _record_step(job: _Job, lock: threading.Lock, event: Progress) -> None:
+    """A step event into the job record: one point of the curves (loss, accuracy and lr, or the GAN's
+    d_loss and g_loss), and the progress bar."""
+    measured = {k: v for k, v in asdict(event).items() if k not in _PROGRESS_FIELDS}
     with lock:
-        job.steps.append({"global_step": event.global_step, "epoch": event.epoch, **values})
+        job.steps.append({"global_step": event.global_step, "epoch": event.epoch, **measured})
         job.last_step = asdict(event)
         job.progress, job.samples_per_s, job.eta_s = event.progress, event.samples_per_s, event.eta_s
 
@@ -187,6 +193,8 @@ class JobManager:
             if job is None or job.owner != owner or job.status in FINISHED:
                 return False
             job.stop.set()
+            if job.trainer is not None:
+                job.trainer.should_stop = True
             if job.status == "queued":
                 job.status, job.phase, job.finished = "stopped", "withdrawn from the queue", time.time()
             else:
@@ -265,21 +273,29 @@ class JobManager:
             finally:
                 with self._lock:
                     job.finished = time.time()
+                    job.trainer = None  # and with it the model and the data on the device
 
     def _run(self, job: _Job) -> dict:
         return self._run_gan(job) if isinstance(job.config, gan.GanConfig) else self._run_classifier(job)
 
-    def _run_classifier(self, job: _Job) -> dict:
-        trainer = Trainer(job.config, device=self.device, data_root=self.data_root,
-                          callback=_JobProgress(job, self._lock))
+    def _attach(self, job: _Job, trainer: Trainer | gan.GanTrainer) -> None:
+        """Show where the job runs, and let its stop button reach the trainer; a stop asked for while
+        the data loaded stops it before its first batch."""
         with self._lock:
             job.device = describe_device(trainer.device)
-        result = trainer.fit(stop=job.stop.is_set)
+            job.trainer = trainer
+            trainer.should_stop = job.stop.is_set()
+
+    def _run_classifier(self, job: _Job) -> dict:
+        trainer = Trainer(job.config, device=self.device, data_root=self.data_root,
+                          callbacks=[_JobProgress(job, self._lock)])
+        self._attach(job, trainer)
+        result = trainer.fit()
         with self._lock:
             job.phase = "saving"
         summary = result.summary()
-        record = checkpoints.save(result.model, name=job.name, arch=job.config.arch, dataset=job.config.dataset,
-                                  summary=summary, folder=self._folder())
+        record = checkpoints.save_classifier(result.model, name=job.name, arch=job.config.arch,
+                                             dataset=job.config.dataset, summary=summary, folder=self._folder())
         with self._lock:
             job.name = record.name  # another program may have saved a run of that name meanwhile
         labels = trainer.test_split().labels.cpu()
@@ -288,24 +304,16 @@ class JobManager:
         return {**summary, "confusion": confusion.tolist(), "file": str(record.path)}
 
     def _run_gan(self, job: _Job) -> dict:
-        def on_step(event: gan.GanStep) -> None:
-            _record_step(job, self._lock, event, d_loss=event.d_loss, g_loss=event.g_loss)
-
-        def on_epoch(event: gan.GanEpoch) -> None:
-            with self._lock:
-                job.epochs.append(asdict(event))
-
+        trainer = gan.GanTrainer(job.config, device=self.device, data_root=self.data_root,
+                                 callbacks=[_JobProgress(job, self._lock)])
+        self._attach(job, trainer)
+        result = trainer.fit()
         with self._lock:
-            job.device, job.phase = describe_device(self.device), "training"
-        result = gan.train_gan(job.config, device=self.device, data_root=self.data_root, on_step=on_step,
-                               on_epoch=on_epoch, stop=job.stop.is_set)
-        with self._lock:
-            job.phase = "scoring: label agreement, diversity, FID"
-        scores = gan.score(result.generator, job.config.dataset, per_class=200, data_root=self.data_root)
-        with self._lock:
-            job.phase = "saving"
-        record = gan.save_generator(result, folder=self._folder(), scores=scores, name=job.name)
+            job.phase = "scoring (label agreement, diversity, FID) and saving"
+        record = gan.save_generator(
+            result, name=job.name, folder=self._folder(),
+            score=lambda generator: gan.score(generator, job.config.dataset, per_class=200, data_root=self.data_root))
         with self._lock:
             job.name = record.name
         return {**result.summary(), "status": "stopped" if result.stopped else "done",
-                "scores": scores.to_json(), "file": str(record.path)}
+                "scores": record.metrics, "file": str(record.path)}

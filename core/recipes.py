@@ -4,13 +4,13 @@ shipped weights were made. A recipe is a TrainConfig; flags and widgets override
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core import checkpoints, data
+from core import checkpoints
 from core.models import get_card, list_models
-from core.training import Callback, EpochEvent, StepEvent, TrainConfig, Trainer, TrainResult, evaluate
+from core.training import Callback, EpochEvent, TrainConfig, Trainer
 
 # Networks with batch norm take SGD with a high one-cycle peak; the rest train best with AdamW.
 _SGD = dict(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -56,23 +56,13 @@ def recipe(arch: str, dataset: str = "mnist") -> TrainConfig:
 
 
 class _SaveEveryEpoch(Callback):
-    """Pass events on, and checkpoint the run in progress after each epoch."""
+    """Checkpoint the run in progress after each epoch."""
 
-    def __init__(self, inner: Callback, trainer: Trainer, path: Path) -> None:
-        self.inner, self.trainer, self.path = inner, trainer, path
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
-    def on_start(self, trainer: Trainer) -> None:
-        self.inner.on_start(trainer)
-
-    def on_step(self, event: StepEvent) -> None:
-        self.inner.on_step(event)
-
-    def on_epoch_end(self, event: EpochEvent) -> None:
-        self.inner.on_epoch_end(event)
-        checkpoints.save_progress(self.trainer, self.path)
-
-    def on_evaluate(self) -> None:
-        self.inner.on_evaluate()
+    def on_epoch_end(self, trainer: Trainer, event: EpochEvent) -> None:
+        checkpoints.save_progress(trainer, self.path)
 
 
 @dataclass
@@ -91,14 +81,15 @@ def train_all(
     overrides: dict | None = None,
     device: str | None = None,
     data_root: str | None = None,
-    callback: Callable[[str], Callback] | None = None,
-    stop: Callable[[], bool] | None = None,
+    callbacks: Callable[[str], Sequence[Callback]] | None = None,
 ) -> Iterator[ShipOutcome]:
     """Train every architecture with its recipe into ``folder``, one after the other.
 
     Each finished model is saved at once (float16, named by its arch); the one in training is
     checkpointed after every epoch under ``folder/.progress``. Run again, it skips what is already
     saved with the same recipe and resumes an interrupted model from its last finished epoch.
+    ``callbacks(arch)`` are that architecture's run's; one that sets ``trainer.should_stop`` ends
+    the whole of ``train_all`` (status "stopped"), resumable from the last finished epoch.
     """
     for arch in archs or list_models():
         config = replace(recipe(arch, dataset), **(overrides or {}))
@@ -116,9 +107,9 @@ def train_all(
                 # the failed load cannot have changed part-way
                 progress.unlink()
                 trainer = Trainer(config, device=device, data_root=data_root)
-        trainer.callback = _SaveEveryEpoch(callback(arch) if callback else Callback(), trainer, progress)
+        trainer.callbacks = [*(callbacks(arch) if callbacks else ()), _SaveEveryEpoch(progress)]
         resumed_from = len(trainer.history)
-        result = trainer.fit(stop)
+        result = trainer.fit()
         if result.status == "stopped":
             yield ShipOutcome(arch, "stopped", resumed_from_epoch=resumed_from)
             return
@@ -126,18 +117,8 @@ def train_all(
             progress.unlink(missing_ok=True)
             yield ShipOutcome(arch, "diverged", resumed_from_epoch=resumed_from)
             continue
-        record = checkpoints.save(result.model, name=arch, arch=arch, dataset=dataset,
-                                  summary=_shipped_summary(result, folder, arch, dataset), folder=folder,
-                                  half=True, overwrite=True)  # one model per arch: a new recipe replaces it
+        # shipped as the zoo's model of this arch (a new recipe replaces it), measured as it is written
+        record = checkpoints.save_classifier(result.model, name=arch, arch=arch, dataset=dataset,
+                                             summary=result.summary(), ship=True, folder=folder, data_root=data_root)
         progress.unlink(missing_ok=True)
         yield ShipOutcome(arch, "trained", record, resumed_from)
-
-
-def _shipped_summary(result: TrainResult, folder: Path, arch: str, dataset: str) -> dict:
-    """The run's summary, with the test accuracy of the float16 weights that are actually shipped."""
-    summary = result.summary()
-    rounded = {k: v.half().float() if v.is_floating_point() else v for k, v in result.model.state_dict().items()}
-    result.model.load_state_dict(rounded)
-    test = data.load(dataset, train=False, device=next(result.model.parameters()).device)
-    summary["test_accuracy"] = round(evaluate(result.model, test, dataset).accuracy, 2)
-    return summary

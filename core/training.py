@@ -1,8 +1,11 @@
 """Training and evaluation of any registry architecture.
 
-The Trainer never prints and keeps no global state: progress leaves through a Callback's
-``on_*`` hooks, and a stop flag is checked before every batch. The command line, the Train page's
-background jobs and the tests all drive this one loop.
+The Trainer never prints and keeps no global state. Progress leaves through its callbacks' ``on_*``
+hooks (the GAN's trainer calls the same hooks); a callback, or the job queue's stop button, stops a run
+by setting ``trainer.should_stop``, which is checked before every batch. Its random numbers (initial
+weights, shuffling, augmentation, dropout) come from generators of its own, seeded by the config, so
+that other threads drawing from torch's global generator cannot change a run (issue 14). The command
+line, the Train page's background jobs and the tests all drive this one loop.
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core import data
-from core.models import MAX_WIDTH, MIN_WIDTH, get_card, get_model
+from core.models import MAX_WIDTH, MIN_WIDTH, get_card, get_model, use_dropout_generator
+
+if TYPE_CHECKING:
+    from core.gan.training import GanEpoch, GanStep, GanTrainer
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -116,6 +122,13 @@ class Progress:
         return self.global_step / (self.epochs * self.steps_per_epoch)
 
 
+def clock(seconds: float | None) -> str:
+    """A duration as a clock shows it: '4:05', or '1:02:03' from an hour on (None: '0:00')."""
+    seconds = int(seconds or 0)
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours}:{minutes:02d}:{seconds % 60:02d}" if hours else f"{minutes}:{seconds % 60:02d}"
+
+
 @dataclass
 class StepEvent(Progress):
     loss: float  # mean training loss since the previous event
@@ -137,16 +150,22 @@ class EpochEvent:
 
 
 class Callback:
-    """Subscribe to a run's progress by overriding any of these no-op hooks."""
+    """Subscribe to a run's progress by overriding any of these no-op hooks (as Keras and Lightning do).
 
-    def on_start(self, trainer: Trainer) -> None: ...
+    Both trainers call them with themselves first: a classifier's Trainer with StepEvent and EpochEvent,
+    the GAN's GanTrainer with GanStep and GanEpoch. A hook may read the trainer, or set
+    ``trainer.should_stop = True`` to end the run before its next batch.
+    """
 
-    def on_step(self, event: StepEvent) -> None: ...
+    def on_start(self, trainer: Trainer | GanTrainer) -> None: ...
 
-    def on_epoch_end(self, event: EpochEvent) -> None: ...
+    def on_step(self, trainer: Trainer | GanTrainer, event: StepEvent | GanStep) -> None:
+        """Every ``config.log_every`` batches and at each epoch's end."""
 
-    def on_evaluate(self) -> None:
-        """Training is over and the test set is being scored."""
+    def on_epoch_end(self, trainer: Trainer | GanTrainer, event: EpochEvent | GanEpoch) -> None: ...
+
+    def on_evaluate(self, trainer: Trainer) -> None:
+        """A classifier's training is over and the test set is being scored."""
 
 
 @dataclass
@@ -327,14 +346,14 @@ def estimate_memory(config: TrainConfig, *, model: nn.Module | None = None, data
 
     Every tensor that autograd saves for the backward pass is counted once (by its storage), without
     the parameters; a batch of B images saves B/2 times as much. ``model`` (default: built from the
-    config) is left untouched: the pass runs on a copy, and the random state is put back. Assumes
-    float32; under CUDA's bfloat16 autocast the activations take less, so the estimate errs high there.
+    config) is left untouched: the pass runs on a copy, and nothing is drawn from torch's global random
+    generator. Assumes float32; under CUDA's bfloat16 autocast the activations take less, so the
+    estimate errs high there.
     """
-    with torch.random.fork_rng(devices=[]):  # building and dropout draw from the global generator: keep it seeded
-        if model is None:
-            model = get_model(config.arch, num_classes=len(data.get_spec(config.dataset).classes),
-                              width=config.width)
-        activations, largest = _saved_per_image(model)
+    if model is None:  # any weights do: a generator of its own leaves torch's global one alone
+        model = get_model(config.arch, num_classes=len(data.get_spec(config.dataset).classes), width=config.width,
+                          generator=torch.Generator())
+    activations, largest = _saved_per_image(model)
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     moments = {"sgd": 1 if config.momentum else 0, "adam": 2, "adamw": 2}[config.optimizer]
     pipeline = 6 * 28 * 28 * 4  # float copies of each input while it is normalised, warped and laid out
@@ -356,6 +375,7 @@ def estimate_memory(config: TrainConfig, *, model: nn.Module | None = None, data
 def _saved_per_image(model: nn.Module) -> tuple[float, float]:
     """Bytes per image that a training forward pass saves for backward: in all, and the largest tensor."""
     probe = copy.deepcopy(model).train()  # training mode moves batch-norm statistics: never the real model's
+    use_dropout_generator(probe, torch.Generator())  # the probe's masks, on the CPU, from nobody else's generator
     parameters = {id(p.untyped_storage()) for p in probe.parameters()}
     saved: dict[int, torch.UntypedStorage] = {}  # by storage: a tensor saved by two operations counts once
 
@@ -431,11 +451,12 @@ def is_out_of_memory(error: BaseException) -> bool:
     return any(words in text for words in ("can't allocate memory", "not enough memory", "out of memory"))
 
 
-StopFlag = Callable[[], bool]
-
-
 class Trainer:
-    """One training run: data on the device, model, optimizer and schedule, and the loop."""
+    """One training run: data on the device, model, optimizer and schedule, and the loop.
+
+    ``callbacks`` hear of its progress; setting ``should_stop`` (from a callback or another thread)
+    ends it before the next batch, keeping the best weights so far (status "stopped").
+    """
 
     def __init__(
         self,
@@ -443,7 +464,7 @@ class Trainer:
         *,
         device: str | torch.device | None = None,
         data_root: str | os.PathLike | None = None,
-        callback: Callback | None = None,
+        callbacks: Sequence[Callback] = (),
         train_data: data.Split | None = None,
     ) -> None:
         """``train_data`` replaces the dataset's training split (e.g. generated digits); the test
@@ -452,14 +473,17 @@ class Trainer:
         self.config = config
         self.device = resolve_device(device)
         self.data_root = data_root
-        self.callback = callback or Callback()
+        self.callbacks = list(callbacks)
+        self.should_stop = False  # set before fit, the run stops before its first batch
         spec = data.get_spec(config.dataset)
         if train_data is None:
             full = data.load(config.dataset, train=True, root=data_root, limit=config.limit)
         else:
             full = train_data.subset(slice(0, config.limit))
-        torch.manual_seed(config.seed)
-        model = get_model(config.arch, num_classes=len(spec.classes), width=config.width)
+        # The initial weights depend on the seed alone: the same draws as seeding torch's global generator
+        # and building the model, but from a generator that no other thread seeds or draws from.
+        model = get_model(config.arch, num_classes=len(spec.classes), width=config.width,
+                          generator=torch.Generator().manual_seed(config.seed))
         # Refuse a run that cannot fit before anything is moved to the device (VGG-19 at width 4 and batch
         # size 8192 asked for more than this 24 GB machine has, and failed with a traceback).
         self.memory = estimate_memory(config, model=model, data_bytes=full.images.nbytes + full.labels.nbytes)
@@ -469,10 +493,13 @@ class Trainer:
         self.model = model.to(self.device)
         if use_channels_last(self.device):
             self.model = self.model.to(memory_format=torch.channels_last)
+        # Dropout masks are drawn where the activations are, from the run's own generator (saved with it).
+        self.dropout_generator = torch.Generator(self.device).manual_seed(config.seed)
+        use_dropout_generator(self.model, self.dropout_generator)
         self.optimizer = _make_optimizer(self.model, config, self.device)
         self.steps_per_epoch = math.ceil(len(self.train_split) / config.batch_size)
         self.schedule = _make_schedule(self.optimizer, config, config.epochs * self.steps_per_epoch)
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation, on the CPU
         self.background = data.background(config.dataset)
         self.mirror = spec.mirror
         self.exploded_loss = EXPLODED * math.log(len(spec.classes))
@@ -488,21 +515,21 @@ class Trainer:
         self.train_seconds = 0.0
         self.train_samples = 0
 
-    def fit(self, stop: StopFlag | None = None) -> TrainResult:
+    def fit(self) -> TrainResult:
         """Train up to ``config.epochs``, keep the best weights, then score the test set.
 
         A run whose loss diverges stops at once and keeps its best epoch (status "diverged"); one that
         diverges before any epoch is done raises Diverged. Running out of memory raises TrainingError.
         """
-        stop = stop or (lambda: False)
         started = time.perf_counter()
-        self.callback.on_start(self)
+        for callback in self.callbacks:
+            callback.on_start(self)
         status: Status = "completed"
         divergence = None
         try:
             try:
                 for epoch in range(len(self.history) + 1, self.config.epochs + 1):
-                    if not self.train_epoch(epoch, stop):
+                    if not self.train_epoch(epoch):
                         status = "stopped"
                         break
                     patience = self.config.patience
@@ -516,7 +543,8 @@ class Trainer:
                 divergence = f"{error} The weights of epoch {self.best_epoch}, the best before it, were kept."
             if self.best_state is not None:
                 self.model.load_state_dict(self.best_state)
-            self.callback.on_evaluate()
+            for callback in self.callbacks:
+                callback.on_evaluate(self)
             test = evaluate(self.model, self.test_split(), self.config.dataset)
         except Exception as error:
             if is_out_of_memory(error):
@@ -555,7 +583,7 @@ class Trainer:
         for index, state in optimizer["state"].items():
             tensors |= {f"optimizer.{index}.{k}": torch.as_tensor(v) for k, v in state.items()}
         tensors["rng.generator"] = self.generator.get_state()
-        tensors["rng.torch"] = torch.get_rng_state()  # dropout draws from the global generator
+        tensors["rng.dropout"] = self.dropout_generator.get_state()
         extras = {
             "config": asdict(self.config),
             "history": [asdict(e) for e in self.history],
@@ -583,7 +611,7 @@ class Trainer:
             state.setdefault(int(index), {})[name] = value
         self.optimizer.load_state_dict({"state": state, "param_groups": extras["param_groups"]})
         self.generator.set_state(tensors["rng.generator"])
-        torch.set_rng_state(tensors["rng.torch"])
+        self.dropout_generator.set_state(tensors["rng.dropout"])
         self.history = [EpochEvent(**e) for e in extras["history"]]
         self.best_score, self.best_epoch = tuple(extras["best_score"]), extras["best_epoch"]
         self.train_seconds, self.train_samples = extras["train_seconds"], extras["train_samples"]
@@ -596,7 +624,7 @@ class Trainer:
     def test_split(self) -> data.Split:
         return data.load(self.config.dataset, train=False, root=self.data_root, device=self.device)
 
-    def train_epoch(self, epoch: int, stop: StopFlag) -> bool:
+    def train_epoch(self, epoch: int) -> bool:
         """One pass over the training split; False if stopped part-way (the epoch is discarded)."""
         config, model, device = self.config, self.model, self.device
         model.train()
@@ -608,7 +636,7 @@ class Trainer:
         epoch_start = interval_start = time.perf_counter()
         batches = data.batches(self.train_split, config.batch_size, shuffle=True, generator=self.generator)
         for step, (images, labels) in enumerate(batches, start=1):
-            if stop():
+            if self.should_stop:
                 self.train_seconds += time.perf_counter() - epoch_start
                 return False
             x = data.normalize(images, config.dataset)
@@ -639,14 +667,16 @@ class Trainer:
                 now = time.perf_counter()
                 done = (epoch - 1) * self.steps_per_epoch + step
                 seconds_per_step = (now - epoch_start) / step
-                self.callback.on_step(StepEvent(
+                step_event = StepEvent(
                     epoch=epoch, epochs=config.epochs, step=step, steps_per_epoch=self.steps_per_epoch,
                     loss=mean_loss,
                     accuracy=100.0 * interval_correct.item() / interval_seen,
                     lr=self.optimizer.param_groups[0]["lr"],
                     samples_per_s=interval_seen / max(now - interval_start, 1e-9),
                     eta_s=(config.epochs * self.steps_per_epoch - done) * seconds_per_step,
-                ))
+                )
+                for callback in self.callbacks:
+                    callback.on_step(self, step_event)
                 epoch_loss += interval_loss
                 epoch_correct += interval_correct
                 interval_loss.zero_()
@@ -677,7 +707,8 @@ class Trainer:
             seconds=seconds, improved=improved,
         )
         self.history.append(event)
-        self.callback.on_epoch_end(event)
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, event)
         return True
 
     def diverged(self, loss: float) -> bool:
@@ -698,9 +729,8 @@ def train(
     *,
     device: str | torch.device | None = None,
     data_root: str | os.PathLike | None = None,
-    callback: Callback | None = None,
-    stop: StopFlag | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Build a Trainer and run it: the one-call form for scripts."""
-    return Trainer(config, device=device, data_root=data_root, callback=callback).fit(stop)
+    return Trainer(config, device=device, data_root=data_root, callbacks=callbacks).fit()
 

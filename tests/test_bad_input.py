@@ -31,8 +31,8 @@ SUMMARY = {"test_accuracy": 50.0, "epochs": 1, "seconds": 1.0, "device": "CPU", 
 
 def save_lenet(folder: Path, name: str, *, seed: int = 0) -> checkpoints.ModelRecord:
     torch.manual_seed(seed)
-    return checkpoints.save(get_model("lenet5"), name=name, arch="lenet5", dataset="mnist", summary=SUMMARY,
-                            folder=folder)
+    return checkpoints.save_classifier(get_model("lenet5"), name=name, arch="lenet5", dataset="mnist",
+                                       summary=SUMMARY, folder=folder)
 
 
 def run_cli(*args: str, runs: Path) -> subprocess.CompletedProcess:
@@ -86,15 +86,17 @@ ADDER = textwrap.dedent("""
     for i in range(count):
         checkpoints.add_record(folder, checkpoints.ModelRecord(
             name=f"{tag}{i}", arch="lenet5", dataset="mnist", file=f"mnist/{tag}{i}.safetensors",
-            test_accuracy=1.0, epochs=1, seconds=1.0, device="CPU", date="d", code_version="v", folder=folder))
+            metrics={"test_accuracy": 1.0}, epochs=1, seconds=1.0, device="CPU", date="d", code_version="v",
+            folder=folder))
 """)
 
 
 def add_records(folder: Path, tag: str, count: int) -> None:
     for i in range(count):
         checkpoints.add_record(folder, checkpoints.ModelRecord(
-            name=f"{tag}{i}", arch="lenet5", dataset="mnist", file=f"mnist/{tag}{i}.safetensors", test_accuracy=1.0,
-            epochs=1, seconds=1.0, device="CPU", date="d", code_version="v", folder=folder))
+            name=f"{tag}{i}", arch="lenet5", dataset="mnist", file=f"mnist/{tag}{i}.safetensors",
+            metrics={"test_accuracy": 1.0}, epochs=1, seconds=1.0, device="CPU", date="d", code_version="v",
+            folder=folder))
 
 
 def test_two_processes_adding_records_at_once_lose_none(tmp_path):
@@ -261,7 +263,7 @@ def test_commands_and_pages_work_with_a_broken_runs_manifest(runs, mnist_test):
     assert row["consensus"]["digit"] == 7
     assert len(row["models"]) == len(checkpoints.find_models("mnist", include_runs=False))
     assert "warning: " in done.stderr and "is not a valid manifest" in done.stderr
-    for page in ("app.py", "pages/1_Train.py"):
+    for page in ("app.py", "app_pages/1_Train.py"):
         at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
         if page != "app.py":
             at.switch_page(page)
@@ -426,7 +428,7 @@ def test_a_run_named_like_a_shipped_model_is_labelled_as_a_run(runs):
     labels = [r.label for r in checkpoints.find_models("mnist")]
     assert labels.count("lenet5") == 1 and labels.count("lenet5 (run)") == 1
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.switch_page("pages/4_Inside.py")
+    at.switch_page("app_pages/4_Inside.py")
     at.run()
     assert not at.exception
     [model_box] = [s for s in at.selectbox if s.label == "Model"]

@@ -3,13 +3,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+from dataclasses import replace
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from core import checkpoints
+from core import checkpoints, data
 from core.models import get_model
+from core.training import evaluate
 
 SUMMARY = {"test_accuracy": 98.76, "epochs": 2, "seconds": 12.5, "device": "CPU, 2 threads",
            "config": {"arch": "lenet5", "width": 1.0}, "history": [{"epoch": 1}, {"epoch": 2}]}
@@ -18,7 +20,8 @@ SUMMARY = {"test_accuracy": 98.76, "epochs": 2, "seconds": 12.5, "device": "CPU,
 def saved_lenet(folder, name="my-run"):
     torch.manual_seed(0)
     model = get_model("lenet5")
-    record = checkpoints.save(model, name=name, arch="lenet5", dataset="mnist", summary=SUMMARY, folder=folder)
+    record = checkpoints.save_classifier(model, name=name, arch="lenet5", dataset="mnist", summary=SUMMARY,
+                                         folder=folder)
     return model, record
 
 
@@ -50,19 +53,90 @@ def test_overwrite_replaces_the_shipped_model_and_its_entry(tmp_path):
     for seed in (0, 1):
         torch.manual_seed(seed)
         model = get_model("lenet5")
-        record = checkpoints.save(model, name="lenet5", arch="lenet5", dataset="mnist", summary=SUMMARY,
-                                  folder=tmp_path, overwrite=True)
+        record = checkpoints.save_classifier(model, name="lenet5", arch="lenet5", dataset="mnist", summary=SUMMARY,
+                                             folder=tmp_path, ship=True)
     [entry] = checkpoints.read_manifest(tmp_path)
     assert entry.file == "mnist/lenet5.safetensors" == record.file
     assert torch.equal(checkpoints.load(record.path).state_dict()["features.0.weight"],
-                       model.state_dict()["features.0.weight"])
+                       model.state_dict()["features.0.weight"].half().float())  # shipped files hold float16
+
+
+def test_one_save_decides_folder_precision_and_the_figures_of_the_file_as_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path / "runs"))
+    torch.manual_seed(0)
+    model = get_model("lenet5")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    run = checkpoints.save_classifier(model, name="mine", arch="lenet5", dataset="mnist", summary=SUMMARY)
+    assert run.folder == tmp_path / "runs" and run.metrics == {"test_accuracy": 98.76}  # as its training measured
+    assert checkpoints.read_weights(run.path)[0]["features.0.weight"].dtype == torch.float32
+
+    shipped = checkpoints.save_classifier(model, name="lenet5", arch="lenet5", dataset="mnist", summary=SUMMARY,
+                                          ship=True)
+    assert shipped.folder == tmp_path / "weights" and shipped.shipped
+    assert checkpoints.read_weights(shipped.path)[0]["features.0.weight"].dtype == torch.float16
+    # measured again on what the file holds, not on the float32 weights nor taken from the summary
+    written = checkpoints.load(shipped.path)
+    test = data.load("mnist", train=False)
+    assert shipped.metrics["test_accuracy"] == round(evaluate(written, test, "mnist").accuracy, 2) != 98.76
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the caller's model is untouched
+
+    seen = []
+    record = checkpoints.ModelRecord(name="x", arch="lenet5", dataset="mnist", file="mnist/x.safetensors", epochs=1,
+                                     seconds=1.0, device="CPU", date="d", code_version="v")
+    checkpoints.save(model, record, {"arch": "lenet5"}, ship=True,
+                     measure=lambda m: seen.append(m) or {"test_accuracy": 1.0})
+    assert seen[0].features[0].weight.equal(before["features.0.weight"].half().float())
+    with pytest.raises(ValueError, match="measured again"):
+        checkpoints.save(model, record, {"arch": "lenet5"}, ship=True)
+    with pytest.raises(ValueError, match="a classifier's record needs its test_accuracy"):
+        checkpoints.save(model, record, {"arch": "lenet5"})  # an entry no page could show is never written
+
+
+def test_manifests_written_before_kinds_and_metrics_load_and_are_rewritten_in_the_new_form(tmp_path):
+    old = {"date": "d", "code_version": "v", "epochs": 1, "seconds": 1.0, "device": "CPU", "config": {}, "history": []}
+    scores = {"agreement": 99.1, "fid": 0.5, "judge": "resnet18"}
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": [
+        {**old, "name": "lenet5", "arch": "lenet5", "dataset": "mnist", "file": "mnist/lenet5.safetensors",
+         "test_accuracy": 98.9},
+        {**old, "name": "cgan-generator", "arch": "cgan-generator", "dataset": "mnist",
+         "file": "mnist/cgan-generator.safetensors", "test_accuracy": 99.1, "scores": scores},
+    ]}))
+    classifier, generator = checkpoints.read_manifest(tmp_path)
+    assert (classifier.kind, classifier.metrics, classifier.test_accuracy) == ("classifier", {"test_accuracy": 98.9},
+                                                                              98.9)
+    assert (generator.kind, generator.metrics) == ("generator", scores)
+    with pytest.raises(AttributeError, match="is a generator"):
+        generator.test_accuracy  # noqa: B018 - a generator's agreement is not an accuracy
+
+    checkpoints.add_record(tmp_path, replace(classifier, name="renamed"))  # any save rewrites the whole manifest
+    entries = json.loads((tmp_path / "manifest.json").read_text())["models"]
+    assert all("test_accuracy" not in e and "scores" not in e and e["kind"] in checkpoints.KINDS for e in entries)
+    assert sorted(checkpoints.read_manifest(tmp_path), key=lambda r: r.kind) == [replace(classifier, name="renamed"),
+                                                                                generator]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"kind": "painter"}, "kind 'painter' is not one of classifier, generator"),
+    ({"metrics": {"test_loss": 0.1}}, "test_accuracy is None, not a number"),
+    ({"kind": "generator", "metrics": {"agreement": float("nan")}}, "agreement is nan, not a number"),
+])
+def test_a_record_of_an_unknown_kind_or_without_its_headline_metric_is_left_out(tmp_path, change, message):
+    _, record = saved_lenet(tmp_path)
+    entry = {**record.to_json(), **change}
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": [entry]}))
+    manifest = checkpoints.load_manifest(tmp_path)
+    assert manifest.records == [] and message in manifest.problems[0]
 
 
 def test_half_precision_files_load_as_float32(tmp_path):
     torch.manual_seed(0)
     model = get_model("resnet18")
-    record = checkpoints.save(model, name="resnet18", arch="resnet18", dataset="mnist", summary=SUMMARY,
-                              folder=tmp_path, half=True)
+    record = checkpoints.ModelRecord(name="resnet18", arch="resnet18", dataset="mnist",
+                                     file="mnist/resnet18.safetensors", epochs=1, seconds=1.0, device="CPU", date="d",
+                                     code_version="v")
+    record = checkpoints.save(model, record, {"arch": "resnet18"}, ship=True, folder=tmp_path,
+                              measure=lambda written: {"test_accuracy": 1.0})
     loaded = checkpoints.load(record.path)
     weight = loaded.state_dict()
     for key, value in model.state_dict().items():
@@ -124,7 +198,7 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", disk_full)
     torch.manual_seed(1)
     with pytest.raises(checkpoints.CheckpointError, match="No space left on device"):
-        checkpoints.save(get_model("lenet5"), name="my-run", arch="lenet5", dataset="mnist",
+        checkpoints.save_classifier(get_model("lenet5"), name="my-run", arch="lenet5", dataset="mnist",
                          summary=SUMMARY, folder=tmp_path)
     assert record.path.read_bytes() == before
     assert (tmp_path / "manifest.json").read_text() == manifest_before

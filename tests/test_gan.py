@@ -16,6 +16,7 @@ import torch
 
 from core import checkpoints, data, gan
 from core.models import get_model
+from core.training import Callback
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,12 +45,25 @@ def test_pixels_round_trip_through_the_unit_range(mnist_test):
     assert torch.equal(gan.to_pixels(gan.to_unit_range(pixels)), pixels)
 
 
+class Recorder(Callback):
+    """Every step and epoch event of a run."""
+
+    def __init__(self):
+        self.steps, self.epochs = [], []
+
+    def on_step(self, trainer, event):
+        self.steps.append(event)
+
+    def on_epoch_end(self, trainer, event):
+        self.epochs.append(event)
+
+
 @pytest.fixture(scope="module")
 def short_run():
     config = gan.GanConfig(epochs=4, limit=4000, batch_size=64, log_every=25)
-    epochs, steps = [], []
-    result = gan.train_gan(config, on_epoch=epochs.append, on_step=steps.append)
-    return result, epochs, steps
+    recorder = Recorder()
+    result = gan.train_gan(config, callbacks=[recorder])
+    return result, recorder.epochs, recorder.steps
 
 
 def test_a_short_training_already_honours_the_label(short_run, mnist_test):
@@ -155,7 +169,7 @@ def test_generators_round_trip_and_stay_out_of_the_classifiers(short_run, tmp_pa
     result = short_run[0]
     monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path))
     scores = gan.Scores(50.0, [50.0] * 10, [99.0] * 10, [1.0] * 10, 1.0, 0.1, None, "lenet5", 99.0)
-    record = gan.save_generator(result, folder=tmp_path, scores=scores, name="mine")
+    record = gan.save_generator(result, folder=tmp_path, score=lambda generator: scores, name="mine")
     loaded = gan.load_generator(record.path)
     assert torch.equal(gan.sample(loaded, [1, 2, 3]), gan.sample(result.generator, [1, 2, 3]))
     found = gan.list_generators("mnist")
@@ -163,8 +177,9 @@ def test_generators_round_trip_and_stay_out_of_the_classifiers(short_run, tmp_pa
     assert gan.find_generator("mnist") == found[0]
     assert all(r.arch != gan.ARCH for r in checkpoints.find_models("mnist"))
     torch.manual_seed(0)
-    lenet = checkpoints.save(get_model("lenet5"), name="lenet", arch="lenet5", dataset="mnist", folder=tmp_path,
-                             summary={"test_accuracy": 1, "epochs": 1, "seconds": 1, "device": "CPU"})
+    lenet = checkpoints.save_classifier(get_model("lenet5"), name="lenet", arch="lenet5", dataset="mnist",
+                                        folder=tmp_path,
+                                        summary={"test_accuracy": 1, "epochs": 1, "seconds": 1, "device": "CPU"})
     with pytest.raises(checkpoints.CheckpointError, match="not a CGAN generator"):
         gan.load_generator(lenet.path)
 
@@ -239,9 +254,10 @@ def test_score_ship_records_new_scores_for_the_shipped_generator_alone(short_run
     monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", weights)
     monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path / "runs"))
     old = gan.Scores(50.0, [50.0] * 10, [99.0] * 10, [1.0] * 10, 1.0, 0.1, 90.0, "lenet5", 99.0)
-    shipped = gan.save_generator(short_run[0], folder=weights, scores=old, half=True)
-    lenet = checkpoints.save(get_model("lenet5"), name="lenet5", arch="lenet5", dataset="mnist", folder=weights,
-                             summary={"test_accuracy": 1, "epochs": 1, "seconds": 1, "device": "CPU"})
+    shipped = gan.save_generator(short_run[0], folder=weights, score=lambda generator: old, ship=True)
+    lenet = checkpoints.save_classifier(get_model("lenet5"), name="lenet5", arch="lenet5", dataset="mnist",
+                                        folder=weights,
+                                        summary={"test_accuracy": 1, "epochs": 1, "seconds": 1, "device": "CPU"})
     new = gan.Scores(80.0, [80.0] * 10, [99.5] * 10, [0.9] * 10, 0.5, 0.1, 95.0, "resnet18", 99.6)
     scored = []
     monkeypatch.setattr(gan, "score", lambda generator, dataset, **options: scored.append(options) or new)
@@ -255,7 +271,7 @@ def test_score_ship_records_new_scores_for_the_shipped_generator_alone(short_run
     assert main(["cgan", "score", "--ship"]) == 0
     assert scored[0]["per_class"] == 1000 and scored[0]["cas_images"] == 60_000  # as `cgan train --ship`
     [generator] = [r for r in checkpoints.read_manifest(weights) if r.arch == gan.ARCH]
-    assert generator.scores == new.to_json() and generator.test_accuracy == 80.0
+    assert generator.metrics == new.to_json() and generator.kind == "generator"
     assert (generator.file, generator.history, generator.date) == (shipped.file, shipped.history, shipped.date)
     assert lenet in checkpoints.read_manifest(weights)
 
@@ -282,15 +298,15 @@ def test_a_generator_is_shipped_for_every_dataset():
 def test_the_manifest_agreement_is_that_of_the_file(record):
     generator = gan.load_generator(record.path)
     labels = torch.arange(10).repeat_interleave(1000)  # as `cgan train --ship` scores it
-    judge = checkpoints.load_record(gan.judge_record(record.dataset, record.scores["judge"]))
+    judge = checkpoints.load_record(gan.judge_record(record.dataset, record.metrics["judge"]))
     agreement, per_class = gan.label_agreement(judge, gan.sample(generator, labels), labels, record.dataset)
-    assert agreement == pytest.approx(record.scores["agreement"], abs=0.01)
-    assert per_class == pytest.approx(record.scores["agreement_per_class"], abs=0.01)
+    assert agreement == pytest.approx(record.metrics["agreement"], abs=0.01)
+    assert per_class == pytest.approx(record.metrics["agreement_per_class"], abs=0.01)
 
 
 def test_the_shipped_mnist_generator_holds_its_labels_without_collapse():
     [record] = [r for r in SHIPPED if r.dataset == "mnist"]
-    scores = record.scores
+    scores = record.metrics
     assert scores["agreement"] >= 99 and min(scores["agreement_per_class"]) >= 97
     assert min(scores["diversity_ratio"]) >= 0.8  # no class collapsed onto a few pictures
     assert scores["cas"] >= 97  # a LeNet trained on its digits alone reads real ones

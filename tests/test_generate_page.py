@@ -18,7 +18,7 @@ def image_captions(at: AppTest) -> list[str]:
 
 
 def test_the_shipped_generator_fills_every_tab():
-    at = open_page("pages/5_Generate.py")
+    at = open_page("app_pages/5_Generate.py")
     assert not at.exception
     [generator_box] = [s for s in at.selectbox if s.label == "Generator"]
     assert generator_box.value.shipped and generator_box.value.arch == gan.ARCH
@@ -35,11 +35,11 @@ def test_the_shipped_generator_fills_every_tab():
 
     labels = [m.label for m in at.metric]
     assert labels == ["Label agreement", "FID (judge's features)", "Classification score"]
-    assert float(at.metric[0].value.rstrip(" %")) == round(generator_box.value.scores["agreement"], 2)
+    assert float(at.metric[0].value.rstrip(" %")) == round(generator_box.value.metrics["agreement"], 2)
     [scores] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     names = ["label agreement (%)", "the judge on real images (%)", "diversity (% of real)"]
     assert [trace["name"] for trace in scores["data"]] == names
-    assert scores["data"][0]["y"] == generator_box.value.scores["agreement_per_class"]
+    assert scores["data"][0]["y"] == generator_box.value.metrics["agreement_per_class"]
     assert min(scores["data"][1]["y"]) > 96  # the judge reads real digits of every class
 
     # the export makes nothing until asked: a visit or a rerun costs no 60,000 digits
@@ -51,7 +51,7 @@ def test_the_shipped_generator_fills_every_tab():
 
 
 def test_a_gan_run_trains_live_and_joins_the_generators():
-    at = open_page("pages/5_Generate.py")
+    at = open_page("app_pages/5_Generate.py")
     [epochs] = [s for s in at.slider if s.label == "Epochs"]
     epochs.set_value(1)
     [images] = [s for s in at.select_slider if s.label == "Training images"]
@@ -78,7 +78,7 @@ def export_button(at: AppTest):
 
 def test_the_export_makes_the_file_with_a_progress_bar_once_then_offers_it(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the page keeps made files
-    at = open_page("pages/5_Generate.py")
+    at = open_page("app_pages/5_Generate.py")
     [count] = [n for n in at.number_input if n.label == "Digits"]
     count.set_value(1100)
     [fmt] = [r for r in at.radio if r.label == "Format"]
@@ -118,9 +118,10 @@ def test_a_generator_file_with_hostile_metadata_is_refused_and_the_page_goes_on(
     metadata = {"arch": gan.ARCH, "dataset": "mnist", "latent": "1000000000", "width": "64", "num_classes": "10"}
     checkpoints.write_weights(gan.Generator(), tmp_path / file, metadata)  # real tensors, a lying latent
     checkpoints.add_record(tmp_path, checkpoints.ModelRecord(
-        name="hostile", arch=gan.ARCH, dataset="mnist", file=file, test_accuracy=50.0, epochs=1, seconds=1.0,
-        device="CPU", date=checkpoints.now(), code_version=checkpoints.code_version(), folder=tmp_path))
-    at = open_page("pages/5_Generate.py")
+        name="hostile", arch=gan.ARCH, dataset="mnist", file=file, kind="generator", metrics={"agreement": 50.0},
+        epochs=1, seconds=1.0, device="CPU", date=checkpoints.now(), code_version=checkpoints.code_version(),
+        folder=tmp_path))
+    at = open_page("app_pages/5_Generate.py")
     [generator_box] = [s for s in at.selectbox if s.label == "Generator"]
     generator_box.select_index(generator_box.options.index("hostile · 1 epoch · label agreement 50.0 %")).run()
     assert not at.exception

@@ -140,7 +140,7 @@ def test_a_gan_job_shares_the_queue_shows_its_grids_and_saves_a_scored_generator
     assert done.progress == 1 and done.last_step["steps_per_epoch"] == 10
     assert len(done.result["scores"]["agreement_per_class"]) == 10
     [record] = [r for r in checkpoints.read_manifest(tmp_path) if r.arch == gan.ARCH]
-    assert record.name == "painter" and record.scores == done.result["scores"]
+    assert record.name == "painter" and record.metrics == done.result["scores"]
     assert gan.load_generator(record.path).num_classes == 10
 
 

@@ -9,7 +9,8 @@ from torch import nn
 
 import core.models as registry
 from core.cost import count_macs, count_params
-from core.models import ModelCard, get_card, get_model, list_models, register_model
+from core.models import ModelCard, get_card, get_model, list_models, register_model, use_dropout_generator
+from core.models._utils import Dropout
 from core.models.googlenet import GoogLeNetOutputs, googlenet
 from core.models.resnet import BasicBlock
 
@@ -61,6 +62,21 @@ def test_deterministic_with_seed(name: str) -> None:
         with torch.no_grad():
             results.append(model(x))
     assert torch.equal(*results)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_a_generator_draws_the_same_weights_as_seeding_torch_and_leaves_torch_alone(name: str) -> None:
+    # The same draws in the same order as PyTorch's own layers and the family's init: the strongest check
+    # that every parameter keeps its distribution (issue 14 moved the trainers onto their own generators).
+    torch.manual_seed(3)
+    expected = get_model(name, width=0.5).state_dict()
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    seeded = get_model(name, width=0.5, generator=torch.Generator().manual_seed(3)).state_dict()
+    assert torch.equal(torch.get_rng_state(), before)
+    assert seeded.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(seeded[key], value), key
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -154,6 +170,36 @@ def test_mobilenet_has_depthwise_convs() -> None:
     depthwise = [c for c in _layers("mobilenet", nn.Conv2d) if c.groups > 1]
     assert len(depthwise) == 13
     assert all(c.groups == c.in_channels == c.out_channels for c in depthwise)
+
+
+def test_dropout_scales_what_it_keeps_in_training_and_is_the_identity_in_eval() -> None:
+    dropout = Dropout(0.25)
+    x = torch.rand(64, 512) + 1
+    y = dropout.train()(x)
+    kept = y != 0
+    assert torch.allclose(y[kept], x[kept] / 0.75)
+    assert 0.70 < kept.float().mean() < 0.80
+    assert torch.equal(dropout.eval()(x), x)
+    with pytest.raises(ValueError, match="dropout probability must be in"):
+        Dropout(1.0)
+
+
+def test_dropout_masks_come_from_the_generator_it_is_given() -> None:
+    model = get_model("alexnet", width=0.25).train()
+    x = _images(8)
+
+    def outputs_with_torch_seeded(seed: int) -> torch.Tensor:
+        use_dropout_generator(model, torch.Generator().manual_seed(0))
+        torch.manual_seed(seed)
+        return model(x)
+
+    assert torch.equal(outputs_with_torch_seeded(1), outputs_with_torch_seeded(2))
+    use_dropout_generator(model, None)  # back to torch's global generator, as nn.Dropout
+    torch.manual_seed(1)
+    first = model(x)
+    torch.manual_seed(1)
+    assert torch.equal(model(x), first)
+    assert not torch.equal(model(x), first)
 
 
 # --- the registry ---------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ def records(tmp_path):
     saved = []
     for seed, (arch, name) in enumerate([("lenet5", "a"), ("mlp", "b"), ("lenet5-relu", "c")]):
         torch.manual_seed(seed)
-        saved.append(checkpoints.save(get_model(arch), name=name, arch=arch, dataset="mnist", summary=SUMMARY,
-                                      folder=tmp_path))
+        saved.append(checkpoints.save_classifier(get_model(arch), name=name, arch=arch, dataset="mnist",
+                                                 summary=SUMMARY, folder=tmp_path))
     return saved
 
 

@@ -15,12 +15,15 @@ from core.training import Callback
 TINY = dict(limit=300, epochs=3, batch_size=50)
 
 
-class CountEpochs(Callback):
-    def __init__(self):
-        self.epochs = 0
+class StopAfterEpochs(Callback):
+    """Asks the run to stop, as Ctrl-C or a stop button would, once it has finished ``epochs`` epochs."""
 
-    def on_epoch_end(self, event):
-        self.epochs += 1
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_epoch_end(self, trainer, event):
+        if event.epoch >= self.epochs:
+            trainer.should_stop = True
 
 
 def test_every_architecture_has_a_valid_recipe():
@@ -40,13 +43,12 @@ def test_fashion_recipes_change_only_what_they_name():
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
-    # mlp has dropout, so this also checks that the global random state is restored
+    # mlp has dropout, so this also checks that the trainer's dropout generator is restored
     [straight] = train_all("mnist", folder=tmp_path / "a", archs=["mlp"], overrides=TINY)
     assert straight.status == "trained" and straight.resumed_from_epoch == 0
 
-    counter = CountEpochs()
     [stopped] = train_all("mnist", folder=tmp_path / "b", archs=["mlp"], overrides=TINY,
-                          callback=lambda arch: counter, stop=lambda: counter.epochs >= 2)
+                          callbacks=lambda arch: [StopAfterEpochs(2)])
     assert stopped.status == "stopped"
     assert (tmp_path / "b" / ".progress" / "mnist" / "mlp.safetensors").exists()
     assert checkpoints.read_manifest(tmp_path / "b") == []
@@ -109,9 +111,8 @@ def test_a_progress_file_that_fails_half_way_through_loading_leaves_no_trace(tmp
     from safetensors.torch import save_file
 
     [straight] = train_all("mnist", folder=tmp_path / "a", archs=["mlp"], overrides=TINY)
-    counter = CountEpochs()
     [stopped] = train_all("mnist", folder=tmp_path / "b", archs=["mlp"], overrides=TINY,
-                          callback=lambda arch: counter, stop=lambda: counter.epochs >= 2)
+                          callbacks=lambda arch: [StopAfterEpochs(2)])
     assert stopped.status == "stopped"
     progress = tmp_path / "b" / ".progress" / "mnist" / "mlp.safetensors"
     with safe_open(progress, framework="pt") as f:

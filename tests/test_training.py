@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core import data, training
-from core.models import get_model, list_models
+from core.models import list_models
 from core.recipes import recipe
 from core.training import (
     Callback,
@@ -28,13 +28,13 @@ class Recorder(Callback):
     def __init__(self):
         self.steps, self.epochs, self.evaluated = [], [], False
 
-    def on_step(self, event):
+    def on_step(self, trainer, event):
         self.steps.append(event)
 
-    def on_epoch_end(self, event):
+    def on_epoch_end(self, trainer, event):
         self.epochs.append(event)
 
-    def on_evaluate(self):
+    def on_evaluate(self, trainer):
         self.evaluated = True
 
 
@@ -42,7 +42,7 @@ def test_lenet_learns_from_3000_real_images(mnist_test):
     config = TrainConfig(arch="lenet5", epochs=5, batch_size=64, lr=1e-2, optimizer="adamw",
                          schedule="onecycle", augment=False, val_split=0.1, limit=3000, seed=0)
     recorder = Recorder()
-    result = train(config, callback=recorder)
+    result = train(config, callbacks=[recorder])
     accuracy = evaluate(result.model, mnist_test.subset(slice(0, 1000)), "mnist").accuracy
     assert accuracy > 90
     assert result.status == "completed" and len(result.history) == 5
@@ -71,14 +71,35 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     assert evaluate(result.model, trainer.val_split, "mnist").loss == pytest.approx(best.val_loss, rel=1e-4)
 
 
+class StopAfterSteps(Callback):
+    """Asks the run to stop, as the job queue's stop button does, once it has heard of ``steps`` steps."""
+
+    def __init__(self, recorder, steps):
+        self.recorder, self.steps = recorder, steps
+
+    def on_step(self, trainer, event):
+        if len(self.recorder.steps) >= self.steps:
+            trainer.should_stop = True
+
+
 def test_stop_flag_is_honoured_within_one_batch():
     recorder = Recorder()
     config = TrainConfig(arch="lenet5", epochs=2, limit=2000, batch_size=50, log_every=1)
-    result = train(config, callback=recorder, stop=lambda: len(recorder.steps) >= 3)
+    result = train(config, callbacks=[recorder, StopAfterSteps(recorder, 3)])
     assert result.status == "stopped"
     assert len(recorder.steps) == 3
     assert result.history == []  # the unfinished epoch is not reported as an epoch
     assert result.test.predictions.shape == (10_000,)
+
+
+def test_a_stop_asked_for_before_fit_stops_before_the_first_batch():
+    # as the job queue's stop button pressed while the data loads
+    recorder = Recorder()
+    trainer = Trainer(TrainConfig(arch="lenet5", epochs=2, limit=200, batch_size=50), callbacks=[recorder])
+    trainer.should_stop = True
+    result = trainer.fit()
+    assert result.status == "stopped" and result.history == [] and recorder.steps == []
+    assert recorder.evaluated and result.test.predictions.shape == (10_000,)
 
 
 def test_absurd_learning_rate_ends_with_the_divergence_error():
@@ -91,8 +112,8 @@ def test_absurd_learning_rate_ends_with_the_divergence_error():
 def test_same_seed_same_run():
     config = TrainConfig(arch="lenet5", epochs=1, limit=300, batch_size=50, log_every=1)
     first, second = Recorder(), Recorder()
-    train(config, callback=first)
-    train(config, callback=second)
+    train(config, callbacks=[first])
+    train(config, callbacks=[second])
     assert [e.loss for e in first.steps] == [e.loss for e in second.steps]
 
 
@@ -121,9 +142,9 @@ def test_auxiliary_outputs_add_weighted_losses():
 
 def test_googlenet_trains_its_auxiliary_heads_and_answers_plainly_in_eval():
     config = TrainConfig(arch="googlenet", epochs=1, limit=64, batch_size=32, val_split=0.0)
-    torch.manual_seed(config.seed)
-    initial = get_model("googlenet").state_dict()
-    result = train(config)
+    trainer = Trainer(config)
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    result = trainer.fit()
     trained = result.model.state_dict()
     aux = [k for k in trained if k.startswith("aux")]
     assert aux and any(not torch.equal(trained[k], initial[k]) for k in aux)
@@ -163,18 +184,15 @@ def test_an_erase_share_outside_0_to_1_is_refused():
 class RaiseTheRateAfterEpoch1(Callback):
     """What a student's warm restart at a huge learning rate does to a run that was going well."""
 
-    def on_start(self, trainer):
-        self.trainer = trainer
-
-    def on_epoch_end(self, event):
+    def on_epoch_end(self, trainer, event):
         if event.epoch == 1:
-            self.trainer.schedule.base_lrs = [1e4 for _ in self.trainer.schedule.base_lrs]
+            trainer.schedule.base_lrs = [1e4 for _ in trainer.schedule.base_lrs]
 
 
 def test_a_run_that_diverges_after_its_first_epoch_keeps_that_epoch():
     config = TrainConfig(arch="lenet5-relu", epochs=3, lr=0.05, optimizer="sgd", schedule="constant",
                          augment=False, limit=2000, batch_size=50, log_every=5)
-    trainer = Trainer(config, callback=RaiseTheRateAfterEpoch1())
+    trainer = Trainer(config, callbacks=[RaiseTheRateAfterEpoch1()])
     result = trainer.fit()
     assert result.status == "diverged" and result.best_epoch == 1
     assert len(result.history) == 1  # the ruined epoch is not reported as an epoch
@@ -265,3 +283,8 @@ def test_running_out_of_memory_anywhere_in_a_run_says_what_to_lower(monkeypatch,
                                             r"size 100 \(.+\): lower the batch size to 32 or less, or lower the width "
                                             r"\(it is 1\)\."):
         Trainer(config).fit()
+
+
+def test_one_clock_for_the_pages_and_the_command_line():
+    assert [training.clock(s) for s in (None, 0, 5, 65, 3599, 3600, 3723.9)] == [
+        "0:00", "0:00", "0:05", "1:05", "59:59", "1:00:00", "1:02:03"]

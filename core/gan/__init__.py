@@ -37,13 +37,22 @@ from core.gan.scores import (
     penultimate_features,
     score,
 )
-from core.gan.training import GanConfig, GanEpoch, GanResult, GanStep, epoch_seconds, to_unit_range, train_gan
-from core.gan.weights import ARCH, find_generator, list_generators, load_generator, record_scores, save_generator
-from core.models.cgan import LATENT, MAX_LATENT, MAX_WIDTH, Discriminator, Generator
+from core.gan.training import (
+    GanConfig,
+    GanEpoch,
+    GanResult,
+    GanStep,
+    GanTrainer,
+    epoch_seconds,
+    to_unit_range,
+    train_gan,
+)
+from core.gan.weights import find_generator, list_generators, load_generator, record_scores, save_generator
+from core.models.cgan import ARCH, LATENT, MAX_LATENT, MAX_WIDTH, Discriminator, Generator
 
 __all__ = [
     "ARCH", "CHUNK", "EXPORT_FORMATS", "LATENT", "MAX_LATENT", "MAX_WIDTH", "SHIPPED_CAS_IMAGES", "SHIPPED_PER_CLASS",
-    "Discriminator", "GanConfig", "GanEpoch", "GanResult", "GanStep", "Generator", "Scores",
+    "Discriminator", "GanConfig", "GanEpoch", "GanResult", "GanStep", "GanTrainer", "Generator", "Scores",
     "class_sweep", "classification_accuracy_score", "diversity", "epoch_seconds", "export_dataset",
     "find_generator", "frechet_distance", "generate", "interpolation", "judge_record", "label_agreement",
     "list_generators", "load_generator", "make_grid", "noise", "penultimate_features", "png_bytes",

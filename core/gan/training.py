@@ -2,14 +2,16 @@
 
 Images are scaled to [-1, 1] to match G's tanh; every fake batch draws its labels uniformly from all
 classes, so no class is left out; the loss is the non-saturating one with Adam (2e-4, beta1 0.5), as
-in the DCGAN paper.
+in the DCGAN paper. GanTrainer reports through the classifiers' Callback hooks and stops on
+``should_stop`` as their Trainer does, and draws every random number from generators of its own.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -19,8 +21,9 @@ from torch import Tensor
 
 from core import data
 from core.gan.sampling import make_grid, sample_with, to_pixels
+from core.models._utils import build_seeded
 from core.models.cgan import LATENT, MAX_WIDTH, Discriminator, Generator, init_weights
-from core.training import Progress, TrainingError, describe_device, resolve_device
+from core.training import Callback, Progress, TrainingError, describe_device, resolve_device
 
 
 def to_unit_range(images: Tensor) -> Tensor:
@@ -86,47 +89,77 @@ class GanResult:
                             for e in self.history]}
 
 
-def train_gan(
-    config: GanConfig,
-    *,
-    device: str | torch.device | None = None,
-    data_root: str | None = None,
-    on_epoch: Callable[[GanEpoch], None] | None = None,
-    on_step: Callable[[GanStep], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-) -> GanResult:
-    """Train G and D against each other; ``on_epoch`` sees the losses and the fixed-noise grid.
+class GanTrainer:
+    """One GAN run: the data on the device, both players and their optimizers, and the loop.
 
-    ``on_step`` gets the losses every ``config.log_every`` batches and at each epoch's end;
-    ``stop`` is checked before every batch.
+    ``callbacks`` get ``on_start(trainer)``, ``on_step(trainer, GanStep)`` every ``config.log_every``
+    batches and at each epoch's end, and ``on_epoch_end(trainer, GanEpoch)`` with the losses and the
+    fixed-noise grid. Setting ``should_stop`` (from a callback or another thread) ends the run before its
+    next batch; an epoch cut short still counts, so the generator so far is kept.
     """
-    config.validate()
-    device = resolve_device(device)
-    started = time.perf_counter()
-    real = data.load(config.dataset, train=True, root=data_root, device=device, limit=config.limit)
-    classes = len(data.get_spec(config.dataset).classes)
-    torch.manual_seed(config.seed)
-    generator = Generator(num_classes=classes, width=config.width).to(device)
-    discriminator = Discriminator(num_classes=classes, width=config.width).to(device)
-    generator.apply(init_weights)
-    discriminator.apply(init_weights)
-    betas = (config.beta1, 0.999)
-    g_optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
-    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas)
-    rng = torch.Generator().manual_seed(config.seed)
-    fixed_z = torch.randn(10, LATENT, generator=rng).repeat_interleave(classes, 0).to(device)
-    fixed_labels = torch.arange(classes).repeat(10).to(device)
-    steps = math.ceil(len(real) / config.batch_size)
-    history, stopped = [], False
-    for epoch in range(1, config.epochs + 1):
+
+    def __init__(
+        self,
+        config: GanConfig,
+        *,
+        device: str | torch.device | None = None,
+        data_root: str | os.PathLike | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.device = resolve_device(device)
+        self.callbacks = list(callbacks)
+        self.should_stop = False  # set before fit, the run stops before its first batch
+        self.stopped = False  # whether should_stop ended the run before its last epoch was done
+        self.real = data.load(config.dataset, train=True, root=data_root, device=self.device, limit=config.limit)
+        self.classes = len(data.get_spec(config.dataset).classes)
+        # The initial weights depend on the seed alone: the draws of seeding torch's global generator and
+        # building both players, but from a generator that no other thread seeds or draws from (issue 14).
+        init_rng = torch.Generator().manual_seed(config.seed)
+        generator = build_seeded(lambda: Generator(num_classes=self.classes, width=config.width), init_rng)
+        discriminator = build_seeded(lambda: Discriminator(num_classes=self.classes, width=config.width), init_rng)
+        init_weights(generator, init_rng)
+        init_weights(discriminator, init_rng)
+        self.generator, self.discriminator = generator.to(self.device), discriminator.to(self.device)
+        betas = (config.beta1, 0.999)
+        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=betas)
+        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=betas)
+        self.rng = torch.Generator().manual_seed(config.seed)  # noise, fake labels and shuffling, on the CPU
+        self.fixed_z = torch.randn(10, LATENT, generator=self.rng).repeat_interleave(self.classes, 0).to(self.device)
+        self.fixed_labels = torch.arange(self.classes).repeat(10).to(self.device)
+        self.steps_per_epoch = math.ceil(len(self.real) / config.batch_size)
+        self.history: list[GanEpoch] = []
+
+    def fit(self) -> GanResult:
+        """Train G and D against each other for up to ``config.epochs``."""
+        started = time.perf_counter()
+        for callback in self.callbacks:
+            callback.on_start(self)
+        for epoch in range(1, self.config.epochs + 1):
+            record = self.train_epoch(epoch)
+            if record is None:  # stopped before this epoch's first batch
+                break
+            self.history.append(record)
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, record)
+            if self.stopped:
+                break
+        return GanResult(self.generator.eval(), self.config, list(self.history), time.perf_counter() - started,
+                         describe_device(self.device), self.stopped)
+
+    def train_epoch(self, epoch: int) -> GanEpoch | None:
+        """One pass over the data; None if stopped before its first batch."""
+        config, device, classes, steps = self.config, self.device, self.classes, self.steps_per_epoch
+        generator, discriminator, rng = self.generator, self.discriminator, self.rng
         generator.train()
         discriminator.train()
         epoch_start = time.perf_counter()
         d_total, g_total, done = torch.zeros((), device=device), torch.zeros((), device=device), 0
         d_since, g_since, reported = 0.0, 0.0, 0
-        for images, labels in data.batches(real, config.batch_size, shuffle=True, generator=rng):
-            if stop and stop():
-                stopped = True
+        for images, labels in data.batches(self.real, config.batch_size, shuffle=True, generator=rng):
+            if self.should_stop:
+                self.stopped = True
                 break
             n = len(labels)
             x = to_unit_range(images)
@@ -137,42 +170,50 @@ def train_gan(
             d_loss = (F.binary_cross_entropy_with_logits(discriminator(x, labels), torch.ones(n, device=device))
                       + F.binary_cross_entropy_with_logits(discriminator(fake.detach(), fake_labels),
                                                            torch.zeros(n, device=device)))
-            d_optimizer.zero_grad(set_to_none=True)
+            self.d_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
-            d_optimizer.step()
+            self.d_optimizer.step()
 
             # G, non-saturating: make D call the fakes real.
             g_loss = F.binary_cross_entropy_with_logits(discriminator(fake, fake_labels), torch.ones(n, device=device))
-            g_optimizer.zero_grad(set_to_none=True)
+            self.g_optimizer.zero_grad(set_to_none=True)
             g_loss.backward()
-            g_optimizer.step()
+            self.g_optimizer.step()
 
             d_total += d_loss.detach()
             g_total += g_loss.detach()
             done += 1
-            if on_step and (done % config.log_every == 0 or done == steps):
+            if self.callbacks and (done % config.log_every == 0 or done == steps):
                 d_now, g_now = d_total.item(), g_total.item()  # waits for the device, so not every batch
                 elapsed = time.perf_counter() - epoch_start
                 left = (config.epochs - epoch) * steps + steps - done
-                on_step(GanStep(epoch=epoch, epochs=config.epochs, step=done, steps_per_epoch=steps,
-                                samples_per_s=done * config.batch_size / elapsed, eta_s=left * elapsed / done,
-                                d_loss=(d_now - d_since) / (done - reported),
-                                g_loss=(g_now - g_since) / (done - reported)))
+                step = GanStep(epoch=epoch, epochs=config.epochs, step=done, steps_per_epoch=steps,
+                               samples_per_s=done * config.batch_size / elapsed, eta_s=left * elapsed / done,
+                               d_loss=(d_now - d_since) / (done - reported),
+                               g_loss=(g_now - g_since) / (done - reported))
+                for callback in self.callbacks:
+                    callback.on_step(self, step)
                 d_since, g_since, reported = d_now, g_now, done
-        if done == 0:  # stopped before this epoch's first batch
-            break
-        grid = make_grid(to_pixels(sample_with(generator, fixed_z, fixed_labels)).cpu().numpy(), columns=classes)
+        if done == 0:
+            return None
+        grid = make_grid(to_pixels(sample_with(generator, self.fixed_z, self.fixed_labels)).cpu().numpy(),
+                         columns=classes)
         record = GanEpoch(epoch, config.epochs, d_total.item() / done, g_total.item() / done,
                           time.perf_counter() - epoch_start, grid)
         if not (math.isfinite(record.d_loss) and math.isfinite(record.g_loss)):
             raise TrainingError(f"the GAN diverged in epoch {epoch}: lower the learning rate (it was {config.lr:g})")
-        history.append(record)
-        if on_epoch:
-            on_epoch(record)
-        if stopped:
-            break
-    return GanResult(generator.eval(), config, history, time.perf_counter() - started, describe_device(device),
-                     stopped)
+        return record
+
+
+def train_gan(
+    config: GanConfig,
+    *,
+    device: str | torch.device | None = None,
+    data_root: str | os.PathLike | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> GanResult:
+    """Build a GanTrainer and run it: the one-call form for scripts."""
+    return GanTrainer(config, device=device, data_root=data_root, callbacks=callbacks).fit()
 
 
 def epoch_seconds(*, device: str | torch.device | None = None, dataset: str = "mnist",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,15 +10,13 @@ from core import checkpoints, data
 from core.gan.scores import Scores
 from core.gan.training import GanResult
 from core.models import MAX_CLASSES
-from core.models.cgan import LATENT, MAX_LATENT, MAX_WIDTH, Generator
-
-ARCH = "cgan-generator"  # how generators are named in the manifests and file metadata
+from core.models.cgan import ARCH, LATENT, MAX_LATENT, MAX_WIDTH, Generator
 
 
-def save_generator(result: GanResult, *, folder: Path, scores: Scores, name: str = ARCH,
-                   half: bool = False, overwrite: bool = False) -> checkpoints.ModelRecord:
-    """``<folder>/<dataset>/<name>.safetensors`` and a manifest entry, like the classifiers' (see
-    ``checkpoints.store``: ``overwrite`` for the shipped generator, a file of its own for a run)."""
+def save_generator(result: GanResult, *, score: Callable[[Generator], Scores], name: str = ARCH, ship: bool = False,
+                   folder: Path | None = None) -> checkpoints.ModelRecord:
+    """Keep a trained generator as ``checkpoints.save`` says (a run, or ``ship`` for the shipped one),
+    as ``<dataset>/<name>.safetensors`` and its entry; ``score`` measures the generator as written."""
     name = checkpoints.check_name(name)
     dataset = result.config.dataset
     generator = result.generator
@@ -27,22 +26,18 @@ def save_generator(result: GanResult, *, folder: Path, scores: Scores, name: str
     summary = result.summary()
     record = checkpoints.ModelRecord(
         name=name, arch=ARCH, dataset=dataset, file=file, epochs=summary["epochs"], seconds=summary["seconds"],
-        device=summary["device"], date=checkpoints.now(), code_version=checkpoints.code_version(),
-        config=summary["config"], history=summary["history"], folder=folder, **_score_fields(scores),
+        device=summary["device"], date=checkpoints.now(), code_version=checkpoints.code_version(), kind="generator",
+        config=summary["config"], history=summary["history"],
     )
-    return checkpoints.store(generator, record, metadata, half=half, overwrite=overwrite)
+    return checkpoints.save(generator, record, metadata, ship=ship, folder=folder,
+                            measure=lambda written: score(written).to_json())
 
 
 def record_scores(record: checkpoints.ModelRecord, scores: Scores) -> checkpoints.ModelRecord:
     """Put new scores into a generator's manifest entry (after a new judge ships, say)."""
-    record = replace(record, **_score_fields(scores))
+    record = replace(record, metrics=scores.to_json())
     checkpoints.add_record(record.folder, record)
     return record
-
-
-def _score_fields(scores: Scores) -> dict:
-    # A generator's "test accuracy" in the manifest is its label agreement.
-    return {"test_accuracy": round(scores.agreement, 2), "scores": scores.to_json()}
 
 
 def load_generator(path: Path | str) -> Generator:
@@ -71,7 +66,7 @@ def list_generators(dataset: str) -> list[checkpoints.ModelRecord]:
     """A dataset's generators: the shipped one first, then this machine's runs, newest first."""
     found = []
     for folder in (checkpoints.WEIGHTS_DIR, checkpoints.runs_dir()):
-        records = [r for r in checkpoints.read_manifest(folder) if r.arch == ARCH and r.dataset == dataset]
+        records = [r for r in checkpoints.read_manifest(folder) if r.kind == "generator" and r.dataset == dataset]
         found += sorted(records, key=lambda r: r.date, reverse=True)
     return found
 

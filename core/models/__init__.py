@@ -7,17 +7,23 @@
 
 Every model has the same shape: ``features`` (the convolutional trunk, or the hidden layers of the
 MLP) followed by ``classifier`` (pooling/flatten and the fully connected head), and ``forward`` is
-``classifier(features(x))``. Feature maps, saliency and layer summaries rely on that alone.
+``classifier(features(x))``. Feature maps, saliency and layer summaries rely on that alone. Every
+family applies its own initialisation in ``init_weights(generator=None)``, so that a trainer can draw
+the weights from a generator of its own (``get_model(..., generator=)``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
+from core.models._utils import build_seeded
 from core.models._utils import evaluating as evaluating  # for every user of a model
+from core.models._utils import use_dropout_generator as use_dropout_generator  # for trainers
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,8 @@ _CARDS: dict[str, ModelCard] = {}
 
 
 def register_model(card: ModelCard) -> Callable[[Builder], Builder]:
-    """Register a builder ``fn(*, num_classes=10, in_channels=1, width=1.0) -> nn.Module``."""
+    """Register a builder ``fn(*, num_classes=10, in_channels=1, width=1.0) -> nn.Module``; the module
+    has an ``init_weights(generator=None)`` method that draws the family's initialisation."""
 
     def wrap(builder: Builder) -> Builder:
         if card.name in _BUILDERS:
@@ -66,14 +73,24 @@ def _check(name: str) -> None:
         raise ValueError(f"unknown architecture {name!r}; choose one of {list_models()}")
 
 
-def get_model(name: str, *, num_classes: int = 10, in_channels: int = 1, width: float = 1.0) -> nn.Module:
-    """Build a freshly initialised model; seed torch first for reproducible weights."""
+def get_model(name: str, *, num_classes: int = 10, in_channels: int = 1, width: float = 1.0,
+              generator: torch.Generator | None = None) -> nn.Module:
+    """Build a freshly initialised model.
+
+    Its weights are drawn from ``generator`` alone when one is given (a trainer's own, which no other
+    thread touches); otherwise from torch's global generator: seed torch first for reproducible weights.
+    """
     _check(name)
     if not MIN_WIDTH <= width <= MAX_WIDTH:  # also refuses NaN
         raise ValueError(f"width multiplier must be between {MIN_WIDTH} and {MAX_WIDTH}, got {width}")
     if not 1 <= num_classes <= MAX_CLASSES:
         raise ValueError(f"num_classes must be between 1 and {MAX_CLASSES}, got {num_classes}")
-    return _BUILDERS[name](num_classes=num_classes, in_channels=in_channels, width=width)
+    build = functools.partial(_BUILDERS[name], num_classes=num_classes, in_channels=in_channels, width=width)
+    if generator is None:
+        return build()
+    model = build_seeded(build, generator)  # PyTorch's default initialisation, from the generator
+    model.init_weights(generator)  # then the family's own
+    return model
 
 
 def get_card(name: str) -> ModelCard:

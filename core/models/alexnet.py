@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from core.models import ModelCard, register_model
+from core.models._utils import Dropout, he_init, scaled_channels
 
 
 class ConvSpec(NamedTuple):
@@ -22,10 +24,6 @@ class ConvSpec(NamedTuple):
     kernel_size: int
     stride: int
     padding: int
-
-
-def _ch(channels: int, width: float) -> int:
-    return max(1, round(channels * width))
 
 
 def _lrn() -> nn.LocalResponseNorm:
@@ -79,19 +77,18 @@ class AlexNet(nn.Module):
             nn.Flatten(),  # N x 256
             nn.Linear(channels * 2 * 2, hidden),  # N x 1024
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, hidden),  # N x 1024
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
+        self.init_weights()
 
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        he_init(self, generator)
         # A small read-out starts every class near equal probability.
-        nn.init.normal_(self.classifier[-1].weight, std=0.01)
+        nn.init.normal_(self.classifier[-1].weight, std=0.01, generator=generator)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
@@ -100,8 +97,8 @@ class AlexNet(nn.Module):
 def _alexnet(
     convs: Sequence[ConvSpec], hidden: int, *, pool_first: bool, num_classes: int, in_channels: int, width: float
 ) -> AlexNet:
-    scaled = [spec._replace(out_channels=_ch(spec.out_channels, width)) for spec in convs]
-    return AlexNet(scaled, _ch(hidden, width), pool_first=pool_first, num_classes=num_classes,
+    scaled = [spec._replace(out_channels=scaled_channels(spec.out_channels, width)) for spec in convs]
+    return AlexNet(scaled, scaled_channels(hidden, width), pool_first=pool_first, num_classes=num_classes,
                    in_channels=in_channels)
 
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+ARCH = "cgan-generator"  # how generators are named in the manifests and file metadata
 LATENT = 64  # length of the noise vector z
 
 
@@ -64,12 +65,14 @@ class Discriminator(nn.Module):
         return self.net(torch.cat([images, planes], dim=1)).squeeze(1)
 
 
-def init_weights(module: nn.Module) -> None:
-    """DCGAN's initialisation, for ``module.apply``: N(0, 0.02) weights, batch-norm scales N(1, 0.02)."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
+def init_weights(model: nn.Module, generator: torch.Generator | None = None) -> None:
+    """DCGAN's initialisation of every layer: N(0, 0.02) weights, batch-norm scales N(1, 0.02), drawn from
+    ``generator`` (default: torch's global one)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(module.weight, 0.0, 0.02, generator=generator)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(module.weight, 1.0, 0.02, generator=generator)
             nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)

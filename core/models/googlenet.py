@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from core.models import ModelCard, register_model
+from core.models._utils import Dropout, he_init, scaled_channels
 
 _CHANNEL_SCALE = 0.25  # a quarter of the paper's channels at width 1
 _POOL_BEFORE = {"inception4a": "maxpool3", "inception5a": "maxpool4"}  # torchvision's names
@@ -92,7 +93,7 @@ class InceptionAux(nn.Module):
             nn.Flatten(),  # N x 128
             nn.Linear(conv_channels * 2 * 2, hidden),  # N x 256
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
 
@@ -136,19 +137,13 @@ class GoogLeNet(nn.Module):
         self.classifier = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),  # N x 256 x 1 x 1
             nn.Flatten(),  # N x 256
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(channels, num_classes),
         )
+        self.init_weights()
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        he_init(self, generator, mode="fan_out", linear=0.01)
 
     def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
         if not (self.training and self.aux_logits):
@@ -182,7 +177,7 @@ _AUX = (128, 1024)  # the paper's auxiliary 1x1 conv and fully connected widths
 def _googlenet(inception: dict[str, tuple[int, ...]], *, num_classes: int, in_channels: int, width: float,
                aux_logits: bool) -> GoogLeNet:
     def ch(c: int) -> int:
-        return max(1, round(c * width * _CHANNEL_SCALE))
+        return scaled_channels(c, width, _CHANNEL_SCALE)
 
     return GoogLeNet(
         {name: tuple(ch(c) for c in widths) for name, widths in inception.items()},

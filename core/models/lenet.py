@@ -6,13 +6,11 @@ images, so C1 pads our 28x28 digits by 2 and every later layer sees the sizes of
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from core.models import ModelCard, register_model
-
-
-def _ch(channels: int, width: float) -> int:
-    return max(1, round(channels * width))
+from core.models._utils import he_init, scaled_channels
 
 
 class LeNet5(nn.Module):
@@ -29,6 +27,7 @@ class LeNet5(nn.Module):
     ) -> None:
         super().__init__()
         c1, c3, c5, f6 = channels
+        self.uses_relu = activation is nn.ReLU  # PyTorch's defaults already suit tanh
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, c1, kernel_size=5, padding=2),  # C1: N x 6 x 28 x 28
             activation(),
@@ -46,13 +45,11 @@ class LeNet5(nn.Module):
             activation(),
             nn.Linear(f6, num_classes),
         )
+        self.init_weights()
 
-        if activation is nn.ReLU:
-            # He initialisation for the ReLU version; PyTorch's defaults already suit tanh.
-            for m in self.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                    nn.init.zeros_(m.bias)
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        if self.uses_relu:  # the ReLU version; the original keeps PyTorch's default
+            he_init(self, generator)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
@@ -61,7 +58,7 @@ class LeNet5(nn.Module):
 def _lenet(
     activation: type[nn.Module], pool: type[nn.Module], *, num_classes: int, in_channels: int, width: float
 ) -> LeNet5:
-    channels = tuple(_ch(c, width) for c in (6, 16, 120, 84))
+    channels = tuple(scaled_channels(c, width) for c in (6, 16, 120, 84))
     return LeNet5(activation, pool, channels=channels, num_classes=num_classes, in_channels=in_channels)
 
 

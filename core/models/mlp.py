@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from core.models import ModelCard, register_model
-
-
-def _ch(units: int, width: float) -> int:
-    return max(1, round(units * width))
+from core.models._utils import Dropout, he_init, scaled_channels
 
 
 class MLP(nn.Module):
@@ -33,25 +31,24 @@ class MLP(nn.Module):
         layers: list[nn.Module] = [nn.Flatten()]  # N x C x 28 x 28 -> N x 784C
         fan_in = in_channels * image_size * image_size
         for units in hidden:
-            layers += [nn.Linear(fan_in, units), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            layers += [nn.Linear(fan_in, units), nn.ReLU(inplace=True), Dropout(dropout)]
             fan_in = units
         self.features = nn.Sequential(*layers)  # N x hidden[-1]
         self.classifier = nn.Linear(fan_in, num_classes)
+        self.init_weights()
 
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                # He initialisation keeps the ReLU layers' activations at a steady scale.
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        # He initialisation keeps the ReLU layers' activations at a steady scale.
+        he_init(self, generator)
         # A small read-out starts every class near equal probability.
-        nn.init.normal_(self.classifier.weight, std=0.01)
+        nn.init.normal_(self.classifier.weight, std=0.01, generator=generator)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
 
 
 def _mlp(hidden: Sequence[int], *, num_classes: int, in_channels: int, width: float) -> MLP:
-    return MLP([_ch(u, width) for u in hidden], num_classes=num_classes, in_channels=in_channels)
+    return MLP([scaled_channels(u, width) for u in hidden], num_classes=num_classes, in_channels=in_channels)
 
 
 @register_model(

@@ -8,9 +8,11 @@ alpha on top of that.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from core.models import ModelCard, register_model
+from core.models._utils import he_init, scaled_channels
 
 _CHANNEL_SCALE = 0.5  # half the paper's channels at width 1: 16 ... 512
 
@@ -58,16 +60,10 @@ class MobileNet(nn.Module):
             nn.Flatten(),  # N x 512
             nn.Linear(channels, num_classes),
         )
+        self.init_weights()
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        he_init(self, generator, mode="fan_out", linear=0.01)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
@@ -79,7 +75,7 @@ _MOBILENET_V1 = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *[(5
 
 def _mobilenet(blocks: list[tuple[int, int]], *, num_classes: int, in_channels: int, width: float) -> MobileNet:
     def ch(c: int) -> int:
-        return max(1, round(c * width * _CHANNEL_SCALE))
+        return scaled_channels(c, width, _CHANNEL_SCALE)
 
     return MobileNet(ch(32), [(ch(c), s) for c, s in blocks], num_classes=num_classes, in_channels=in_channels)
 

@@ -7,9 +7,11 @@ so the stages see 28, 14, 7 and 4 pixels. Channels are 3/16 of the paper's 64-12
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from core.models import ModelCard, register_model
+from core.models._utils import he_init, scaled_channels
 
 _CHANNEL_SCALE = 0.1875  # 3/16 of the paper's channels at width 1: 12, 24, 48, 96
 
@@ -65,15 +67,12 @@ class ResNet(nn.Module):
         self.classifier = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),  # N x 96 x 1 x 1
             nn.Flatten(),  # N x 96
-            nn.Linear(self.inplanes, num_classes),
+            nn.Linear(self.inplanes, num_classes),  # PyTorch's default initialisation, as torchvision's
         )
+        self.init_weights()
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        he_init(self, generator, mode="fan_out", linear=None)  # the read-out: PyTorch's default, as torchvision
 
     def _make_layer(self, block: type[BasicBlock], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
@@ -90,7 +89,7 @@ class ResNet(nn.Module):
 
 def _resnet(block: type[BasicBlock], layers: list[int], *, num_classes: int, in_channels: int,
             width: float) -> ResNet:
-    planes = tuple(max(1, round(c * width * _CHANNEL_SCALE)) for c in (64, 128, 256, 512))
+    planes = tuple(scaled_channels(c, width, _CHANNEL_SCALE) for c in (64, 128, 256, 512))
     return ResNet(block, layers, planes, num_classes=num_classes, in_channels=in_channels)
 
 

@@ -7,13 +7,11 @@ pixels of a digit are blank anyway, and each layer is cheaper on the smaller map
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from core.models import ModelCard, register_model
-
-
-def _ch(channels: int, width: float) -> int:
-    return max(1, round(channels * width))
+from core.models._utils import Dropout, he_init, scaled_channels
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -49,15 +47,13 @@ class SimpleCNN(nn.Module):
             nn.Flatten(),  # N x 1024
             nn.Linear(c4 * 4 * 4, hidden),
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
+        self.init_weights()
 
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        he_init(self, generator)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
@@ -66,8 +62,9 @@ class SimpleCNN(nn.Module):
 def _simple_cnn(
     channels: tuple[int, ...], hidden: int, *, num_classes: int, in_channels: int, width: float
 ) -> SimpleCNN:
-    c1, c2, c3, c4 = (_ch(c, width) for c in channels)
-    return SimpleCNN((c1, c2, c3, c4), _ch(hidden, width), num_classes=num_classes, in_channels=in_channels)
+    c1, c2, c3, c4 = (scaled_channels(c, width) for c in channels)
+    return SimpleCNN((c1, c2, c3, c4), scaled_channels(hidden, width), num_classes=num_classes,
+                     in_channels=in_channels)
 
 
 @register_model(

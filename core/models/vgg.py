@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from core.models import ModelCard, register_model
+from core.models._utils import Dropout, he_init, scaled_channels
 
 _CHANNEL_SCALE = 0.25  # a quarter of the paper's channels at width 1: 16, 32, 64, 128, 128
-
-
-def _ch(channels: int, width: float) -> int:
-    return max(1, round(channels * width))
 
 
 def make_layers(cfg: Sequence[int | str], in_channels: int, width: float) -> nn.Sequential:
@@ -29,7 +27,7 @@ def make_layers(cfg: Sequence[int | str], in_channels: int, width: float) -> nn.
             # ceil_mode: 7 -> 4 -> 2 -> 1 instead of 7 -> 3 -> 1 -> 0, so all five poolings fit.
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
         else:
-            out_channels = _ch(int(v), width * _CHANNEL_SCALE)
+            out_channels = scaled_channels(int(v), width, _CHANNEL_SCALE)
             layers += [
                 nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
                 nn.BatchNorm2d(out_channels),
@@ -53,23 +51,18 @@ class VGG(nn.Module):
             nn.Flatten(),  # N x 128
             nn.Linear(channels, hidden),
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, hidden),
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
+        self.init_weights()
 
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        he_init(self, generator, mode="fan_out")
         # A small read-out starts every class near equal probability.
-        nn.init.normal_(self.classifier[-1].weight, std=0.01)
+        nn.init.normal_(self.classifier[-1].weight, std=0.01, generator=generator)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
@@ -82,7 +75,8 @@ _CFGS: dict[str, list[int | str]] = {
 
 
 def _vgg(cfg: str, *, num_classes: int, in_channels: int, width: float) -> VGG:
-    return VGG(make_layers(_CFGS[cfg], in_channels, width), hidden=_ch(256, width), num_classes=num_classes)
+    return VGG(make_layers(_CFGS[cfg], in_channels, width), hidden=scaled_channels(256, width),
+               num_classes=num_classes)
 
 
 @register_model(
