@@ -291,7 +291,7 @@ def bench_zoo(args: argparse.Namespace) -> int:
     machines = [bench.describe_machine(device) for device in devices]
     print(f"timing the zoo on {' and '.join(machines)}", file=sys.stderr, flush=True)
     rows = zoo.zoo_table(checkpoints.find_models(args.dataset), devices=devices, refresh=args.refresh,
-                             repeats=args.repeats, progress=step_progress)
+                         repeats=args.repeats, progress=step_progress)
     if args.json:
         emit({"machines": machines, "models": [asdict(row) for row in rows],
               "lab_report": {"setting": zoo.LAB_REPORT_SETTING,
