@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core import checkpoints, data
+from core import checkpoints, cost, data
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -23,3 +23,12 @@ def mnist_train() -> data.Split:
 @pytest.fixture(scope="session")
 def mnist_test() -> data.Split:
     return data.load("mnist", train=False)
+
+
+@pytest.fixture(scope="session")
+def cheapest_shipped() -> list[checkpoints.ModelRecord]:
+    """The shipped MNIST classifiers, the fewest MACs first: the quickest real models to measure."""
+    records = checkpoints.find_models("mnist", include_runs=False)
+    if len(records) < 2:
+        pytest.skip(f"needs 2 shipped MNIST models, found {len(records)}")
+    return sorted(records, key=lambda r: cost.architecture_size(r.arch)[1])
