@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from core import checkpoints, data, gan
+from core.gan import scores as gan_scores
 from core.models import get_model
 from core.training import Callback
 
@@ -163,6 +164,27 @@ def test_the_scores_give_their_reference_values_on_real_digits(mnist_test, mnist
     other = gan.penultimate_features(judge, mnist_train.images[:2000], "mnist")
     shifted = gan.frechet_distance(features, features + 1.0)
     assert 0 < gan.frechet_distance(features, other) < shifted
+
+
+def test_the_real_digits_are_judged_once_per_judge_file_and_cached(short_run, tmp_path, monkeypatch):
+    monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path))
+    [judge] = [r for r in checkpoints.find_models("mnist", include_runs=False) if r.arch == "lenet5"]
+    featured = []  # how many images each penultimate-feature pass sees
+    features = gan_scores.penultimate_features
+    monkeypatch.setattr(gan_scores, "penultimate_features",
+                        lambda model, images, dataset: featured.append(len(images)) or features(model, images, dataset))
+    generator = short_run[0].generator
+    first = gan.score(generator, "mnist", judge=judge, per_class=20)
+    assert featured == [10_000, 10_000, 200]  # the real test and training digits, then the generated ones
+    [cached] = (tmp_path / "cache" / "gan-reference").glob("mnist-*.safetensors")
+
+    featured.clear()
+    assert gan.score(generator, "mnist", judge=judge, per_class=20) == first
+    assert featured == [200]  # the real digits' side came from the cache
+
+    cached.write_bytes(b"damaged")  # a damaged cache is measured again, not trusted
+    featured.clear()
+    assert gan.score(generator, "mnist", judge=judge, per_class=20) == first and featured[:2] == [10_000, 10_000]
 
 
 def test_generators_round_trip_and_stay_out_of_the_classifiers(short_run, tmp_path, monkeypatch):

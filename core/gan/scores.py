@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
 
 from core import checkpoints, data
 from core.gan.sampling import sample
-from core.metrics import per_class_accuracy
+from core.metrics import per_class_accuracy, weights_digest
 from core.models import evaluating
 from core.models.cgan import Generator
 from core.recipes import recipe
@@ -38,11 +40,23 @@ def penultimate_features(model: nn.Module, images: Tensor, dataset: str, *, batc
     return torch.cat(captured)
 
 
+Gaussian = tuple[Tensor, Tensor]  # (mean, covariance) of a set of features, in float64
+
+
+def gaussian(features: Tensor) -> Gaussian:
+    """The Gaussian fitted to a set of features (rows are samples)."""
+    features = features.double()
+    return features.mean(0), torch.cov(features.T)
+
+
 def frechet_distance(a: Tensor, b: Tensor) -> float:
     """Fréchet distance between Gaussians fitted to two sets of features (rows are samples)."""
-    a, b = a.double(), b.double()
-    mean_a, mean_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    return gaussian_distance(gaussian(a), gaussian(b))
+
+
+def gaussian_distance(a: Gaussian, b: Gaussian) -> float:
+    """Fréchet distance between two Gaussians."""
+    (mean_a, cov_a), (mean_b, cov_b) = a, b
     # trace(sqrt(cov_a cov_b)) from the eigenvalues of sqrt(cov_a) cov_b sqrt(cov_a), which is symmetric.
     values, vectors = torch.linalg.eigh(cov_a)
     root_a = vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
@@ -64,6 +78,48 @@ def diversity(images: Tensor, labels: Tensor, *, classes: int = 10, per_class: i
         chosen = images[labels == c][:per_class].flatten(1).float() / 255
         result.append(torch.pdist(chosen).mean().item())
     return result
+
+
+@dataclass
+class RealReference:
+    """What a judge makes of a dataset's real digits: the same for every generator it scores."""
+
+    agreement_per_class: list[float]  # the judge on the real test images
+    diversity: list[float]  # per class, of the real test images
+    test_features: Gaussian  # of the judge's penultimate features on the real test images
+    fid_reference: float  # real training digits against the real test set
+
+
+def real_reference(judge: checkpoints.ModelRecord, model: nn.Module, dataset: str, *,
+                   data_root: str | None = None) -> RealReference:
+    """The judge's view of the real digits, from this machine's cache (keyed by the judge's weights file),
+    else measured and cached: five sixths of a generator's scoring on a CPU, and the same every time
+    (VGG-19 judging MNIST: 11 s a score without the cache)."""
+    path = checkpoints.cache_dir() / "gan-reference" / f"{dataset}-{weights_digest(judge.path)}.safetensors"
+    try:
+        with safe_open(path, framework="pt") as f:
+            tensors, fid_reference = {k: f.get_tensor(k) for k in f.keys()}, float(f.metadata()["fid_reference"])
+        return RealReference(tensors["agreement_per_class"].tolist(), tensors["diversity"].tolist(),
+                             (tensors["mean"], tensors["cov"]), fid_reference)
+    except (OSError, SafetensorError, KeyError, ValueError, TypeError):  # not measured here yet, or damaged
+        pass
+    test = data.load(dataset, train=False, root=data_root)
+    train = data.load(dataset, train=True, root=data_root, limit=len(test))
+    classes = len(data.get_spec(dataset).classes)
+    _, agreement_per_class = label_agreement(model, test.images, test.labels, dataset)
+    test_features = gaussian(penultimate_features(model, test.images, dataset))
+    reference = RealReference(
+        agreement_per_class=agreement_per_class,
+        diversity=diversity(test.images, test.labels, classes=classes),
+        test_features=test_features,
+        fid_reference=gaussian_distance(gaussian(penultimate_features(model, train.images, dataset)), test_features),
+    )
+    tensors = {"agreement_per_class": torch.tensor(reference.agreement_per_class, dtype=torch.float64),
+               "diversity": torch.tensor(reference.diversity, dtype=torch.float64),
+               "mean": test_features[0].contiguous(), "cov": test_features[1].contiguous()}
+    checkpoints.write_atomic(path, save_safetensors(tensors, metadata={"fid_reference": repr(reference.fid_reference),
+                                                                       "judge": str(judge.path)}))
+    return reference
 
 
 @dataclass
@@ -100,23 +156,19 @@ def score(
     classes = len(data.get_spec(dataset).classes)
     labels = torch.arange(classes).repeat_interleave(per_class)
     fake = sample(generator, labels, seed=seed)
-    test = data.load(dataset, train=False, root=data_root)
-    train = data.load(dataset, train=True, root=data_root, limit=len(test))
+    real = real_reference(judge, model, dataset, data_root=data_root)
     agreement, agreement_per_class = label_agreement(model, fake, labels, dataset)
-    _, real_agreement_per_class = label_agreement(model, test.images, test.labels, dataset)
-    real_diversity = diversity(test.images, test.labels, classes=classes)
     fake_diversity = diversity(fake, labels, classes=classes)
-    test_features = penultimate_features(model, test.images, dataset)
     cas = None
     if cas_images:
         cas = classification_accuracy_score(generator, dataset, images=cas_images, seed=seed, data_root=data_root)
     return Scores(
         agreement=agreement,
         agreement_per_class=agreement_per_class,
-        real_agreement_per_class=real_agreement_per_class,
-        diversity_ratio=[f / r for f, r in zip(fake_diversity, real_diversity, strict=True)],
-        fid=frechet_distance(penultimate_features(model, fake, dataset), test_features),
-        fid_reference=frechet_distance(penultimate_features(model, train.images, dataset), test_features),
+        real_agreement_per_class=real.agreement_per_class,
+        diversity_ratio=[f / r for f, r in zip(fake_diversity, real.diversity, strict=True)],
+        fid=gaussian_distance(gaussian(penultimate_features(model, fake, dataset)), real.test_features),
+        fid_reference=real.fid_reference,
         cas=cas,
         judge=judge.arch,
         judge_accuracy=judge.test_accuracy,
