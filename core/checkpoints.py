@@ -74,7 +74,7 @@ KINDS = ("classifier", "generator")
 HEADLINE = {"classifier": "test_accuracy", "generator": "agreement"}
 
 
-@dataclass
+@dataclass(frozen=True)  # shared by every reader of a manifest (see load_manifest): replace() makes a new one
 class ModelRecord:
     """A trained model's manifest entry; ``file`` is relative to the manifest's folder."""
 
@@ -283,9 +283,34 @@ def _file_problem(file: str, folder: Path, what: str) -> str | None:
     return None
 
 
+_read: dict[Path, tuple[tuple[int, int, int], Manifest]] = {}  # per manifest: its file's identity when read
+
+
 def load_manifest(folder: Path) -> Manifest:
     """A folder's manifest; a missing one is empty. Never raises for what the file holds: a broken
-    manifest, or a broken entry, is reported in ``problems`` and every other record keeps working."""
+    manifest, or a broken entry, is reported in ``problems`` and every other record keeps working.
+
+    The file is parsed again only when it changed: every page rerun of every student asks for the
+    manifests, and every save replaces the file (a new inode, a new modification time).
+    """
+    path = folder / MANIFEST
+    try:
+        status = path.stat()
+        identity = (status.st_ino, status.st_mtime_ns, status.st_size)
+    except OSError:
+        identity = None  # missing or unreadable: said below
+    known = _read.get(path)
+    if identity is not None and known is not None and known[0] == identity:
+        manifest = known[1]
+        return replace(manifest, records=list(manifest.records), bad_entries=list(manifest.bad_entries),
+                       problems=list(manifest.problems))
+    manifest = _parse_manifest(folder)
+    if identity is not None:
+        _read[path] = (identity, manifest)
+    return manifest
+
+
+def _parse_manifest(folder: Path) -> Manifest:
     path = folder / MANIFEST
     try:
         text = path.read_text(encoding="utf-8")
@@ -344,7 +369,7 @@ def _locked(folder: Path) -> Iterator[Manifest]:
         except OSError as error:
             raise CheckpointError(f"could not lock {folder / MANIFEST_LOCK}: {error.strerror or error}") from error
         try:
-            yield load_manifest(folder)
+            yield _parse_manifest(folder)  # read afresh: a read-modify-write must not trust a cached copy
         finally:
             lock.release()
 

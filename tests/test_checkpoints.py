@@ -232,3 +232,22 @@ def test_find_models_lists_runs_after_shipped(tmp_path, monkeypatch):
         r for r in checkpoints.find_models("fashion") if r.shipped
     ]
     assert json.loads((tmp_path / "manifest.json").read_text())["models"][0]["file"] == "mnist/my-run.safetensors"
+
+
+def test_a_manifest_is_parsed_again_only_when_its_file_changes(tmp_path, monkeypatch):
+    saved_lenet(tmp_path)
+    parsed = []
+    parse = checkpoints._parse_manifest
+    monkeypatch.setattr(checkpoints, "_parse_manifest", lambda folder: parsed.append(folder) or parse(folder))
+    first = checkpoints.read_manifest(tmp_path)
+    for _ in range(5):  # what every page rerun asks
+        assert checkpoints.read_manifest(tmp_path) == first
+    assert len(parsed) <= 1
+
+    saved_lenet(tmp_path, name="second")  # a save replaces the file: seen at once
+    assert [r.name for r in checkpoints.read_manifest(tmp_path)] == ["my-run", "second"]
+    text = (tmp_path / "manifest.json").read_text().replace('"second"', '"edited by hand"')
+    (tmp_path / "manifest.json").write_text(text)  # in place, another size
+    assert [r.name for r in checkpoints.read_manifest(tmp_path)] == ["my-run", "edited by hand"]
+    with pytest.raises(AttributeError):
+        first[0].name = "changed"  # records are shared between readers: nobody may change one
