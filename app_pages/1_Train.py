@@ -117,11 +117,11 @@ polling = manager.busy()
 
 @st.fragment(run_every=1.0 if polling else None)
 def live() -> None:
-    everyone = manager.snapshots()
+    everyone = manager.snapshots(history=False)  # the curves of the one run on screen alone, below
     jobs = [j for j in everyone if not j.is_gan]  # the Generate page shows the GAN's runs
     st.header(TEXT["live"])
     if jobs:
-        show(ui.pick_job(jobs, owner=owner, shown_key="shown_job"))
+        show(manager.snapshot(ui.pick_job(jobs, owner=owner, shown_key="shown_job").id))
     else:
         st.info(TEXT["nothing"])
     if everyone:

@@ -196,11 +196,11 @@ polling = manager.busy()
 
 @st.fragment(run_every=1.0 if polling else None)
 def live() -> None:
-    jobs = [j for j in manager.snapshots() if j.is_gan]
+    jobs = [j for j in manager.snapshots(history=False) if j.is_gan]
     if not jobs:
         st.info(TEXT["nothing"])
         return
-    show(ui.pick_job(jobs, owner=owner, shown_key="shown_gan_job"))
+    show(manager.snapshot(ui.pick_job(jobs, owner=owner, shown_key="shown_gan_job").id))
     if polling and not manager.busy():
         st.rerun()  # everything finished: one full run to stop polling, and the new generator is listed
 

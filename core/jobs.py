@@ -52,8 +52,8 @@ class JobSnapshot:
     device: str
     phase: str  # what the worker is doing, for the status line
     # per logging interval: global_step, epoch and loss, accuracy, lr (classifier) or d_loss, g_loss (GAN)
-    steps: tuple[dict, ...]
-    epochs: tuple[dict, ...]  # per finished epoch: EpochEvent fields, or GanEpoch's with the grid
+    steps: tuple[dict, ...]  # empty in a snapshot taken without history (JobManager.snapshots)
+    epochs: tuple[dict, ...]  # per finished epoch: EpochEvent fields, or GanEpoch's with the grid; the same
     progress: float  # 0..1 of all planned batches
     samples_per_s: float
     eta_s: float | None
@@ -203,12 +203,15 @@ class JobManager:
 
     def snapshot(self, job_id: int) -> JobSnapshot:
         with self._lock:
-            return self._snapshot(self._jobs[job_id])
+            return self._snapshot(self._jobs[job_id], self._positions(), history=True)
 
-    def snapshots(self) -> list[JobSnapshot]:
-        """Every job of this server, oldest first."""
+    def snapshots(self, *, history: bool = True) -> list[JobSnapshot]:
+        """Every job of this server, oldest first. Without ``history`` their curves are left out (``steps``
+        and ``epochs`` empty): what a list of the jobs needs, at a cost that does not grow as they train,
+        for every rerun of every student's page."""
         with self._lock:
-            return [self._snapshot(job) for job in self._jobs.values()]
+            positions = self._positions()
+            return [self._snapshot(job, positions, history=history) for job in self._jobs.values()]
 
     def busy(self) -> bool:
         with self._lock:
@@ -234,13 +237,17 @@ class JobManager:
     def _folder(self) -> Path:
         return self.folder or checkpoints.runs_dir()
 
-    def _snapshot(self, job: _Job) -> JobSnapshot:
-        queued = [j.id for j in self._jobs.values() if j.status == "queued"]
+    def _positions(self) -> dict[int, int]:
+        """Each queued job's 1-based place in the queue."""
+        queued = (j.id for j in self._jobs.values() if j.status == "queued")
+        return {job_id: place for place, job_id in enumerate(queued, start=1)}
+
+    def _snapshot(self, job: _Job, positions: dict[int, int], *, history: bool) -> JobSnapshot:
         return JobSnapshot(
             id=job.id, name=job.name, owner=job.owner, config=job.config, status=job.status,
-            position=queued.index(job.id) + 1 if job.id in queued else None,
-            created=job.created, started=job.started, finished=job.finished, device=job.device,
-            phase=job.phase, steps=tuple(job.steps), epochs=tuple(job.epochs), progress=job.progress,
+            position=positions.get(job.id), created=job.created, started=job.started, finished=job.finished,
+            device=job.device, phase=job.phase, steps=tuple(job.steps) if history else (),
+            epochs=tuple(job.epochs) if history else (), progress=job.progress,
             samples_per_s=job.samples_per_s, eta_s=job.eta_s, last_step=job.last_step, error=job.error,
             result=job.result,
         )

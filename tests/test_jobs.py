@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -40,6 +41,12 @@ def test_jobs_run_one_at_a_time_in_order(manager, tmp_path):
     assert len(a.result["confusion"]) == 10 and sum(map(sum, a.result["confusion"])) == 10_000
     assert sorted(r.name for r in checkpoints.read_manifest(tmp_path)) == ["first", "second"]
     assert not manager.busy()
+
+    # A list of the jobs leaves the curves out, and says everything else as the whole snapshot does.
+    listed = manager.snapshots(history=False)
+    assert [(j.steps, j.epochs) for j in listed] == [((), ())] * 2
+    whole = manager.snapshots()
+    assert [replace(j, steps=(), epochs=()) for j in whole] == listed and len(whole[0].steps) == len(a.steps) > 0
 
 
 def test_stop_ends_a_run_within_one_batch_and_keeps_it(manager, tmp_path):
