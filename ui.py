@@ -7,7 +7,7 @@ more than one page needs. Nothing here trains, predicts or measures.
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
 from typing import NamedTuple
 
 import plotly.graph_objects as go
@@ -79,9 +79,23 @@ def device_name() -> str:
     return describe_device()
 
 
+OWNER_PARAM = "student"  # the query parameter that carries who a tab belongs to
+_OWNER_TOKEN = re.compile(r"[0-9a-f]{16}")
+
+
 def session_id() -> str:
-    """Who owns the jobs started from this browser tab."""
-    return st.session_state.setdefault("session_id", uuid.uuid4().hex[:8])
+    """Who owns the jobs started from this browser tab: a random token kept in the tab's address
+    (``?student=...``), so that a reload or a page switch keeps a student's runs and their Stop buttons.
+
+    app.py calls it on every run, since a page switch drops the address's query. 64 random bits: one
+    student cannot guess another's token and stop their runs. A tab opened without one gets a new one.
+    """
+    token = st.query_params.get(OWNER_PARAM, "")
+    if not _OWNER_TOKEN.fullmatch(token):
+        token = st.session_state.get("session_id") or secrets.token_hex(8)
+        st.query_params[OWNER_PARAM] = token
+    st.session_state["session_id"] = token
+    return token
 
 
 def dataset() -> str:

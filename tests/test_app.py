@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -224,3 +225,17 @@ def test_draw_page_reads_a_grey_and_alpha_canvas_and_keeps_it_across_pages(mnist
     at.switch_page("app_pages/2_Draw.py").run()  # the canvas comes back with the drawing, and so do the answers
     assert not at.exception and at.session_state["draw_restore"]["objects"]
     assert ">7</div>" in next(m.value for m in at.markdown if "class='consensus'" in m.value)
+
+
+@pytest.mark.parametrize("given", [None, "0123456789abcdef", "not-a-token", "<script>"])
+def test_a_tab_belongs_to_the_token_in_its_address_or_to_a_new_one(given):
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+    if given is not None:
+        at.query_params[ui.OWNER_PARAM] = given
+    at.run()
+    token = at.session_state["session_id"]
+    assert at.query_params[ui.OWNER_PARAM] in (token, [token])
+    if given == "0123456789abcdef":
+        assert token == given  # a reload keeps the student
+    else:
+        assert re.fullmatch(r"[0-9a-f]{16}", token) and token != given

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -107,12 +108,40 @@ def test_a_deep_link_as_the_first_request_shows_the_page_and_the_page_list(serve
     expect(_current_link(page)).to_have_attribute("href", f"{server}/Train")
 
 
+def _owner(url: str) -> str:
+    from urllib.parse import parse_qs, urlparse
+
+    [token] = parse_qs(urlparse(url).query)[ui.OWNER_PARAM]
+    return token
+
+
 def test_navigation_goes_home_and_back(server, page):
+    from playwright.sync_api import expect
+
     page.goto(server)
     page.get_by_role("heading", name="MNIST CNN Lab").wait_for(timeout=60_000)
+    expect(page).to_have_url(re.compile(rf"\?{ui.OWNER_PARAM}=[0-9a-f]{{16}}$"), timeout=30_000)
+    owner = _owner(page.url)
     page.get_by_test_id("stSidebar").get_by_role("link", name="Train").click()
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
-    assert page.url.endswith("/Train")
+    expect(page).to_have_url(f"{server}/Train?{ui.OWNER_PARAM}={owner}", timeout=30_000)  # the same student
+
+
+def test_a_reloaded_tab_keeps_its_run_and_its_stop_button(server, page):
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/Train")
+    page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
+    expect(page).to_have_url(re.compile(rf"\?{ui.OWNER_PARAM}=[0-9a-f]{{16}}$"), timeout=30_000)
+    page.get_by_label("Run name").fill("kept across a reload")
+    page.get_by_role("button", name="Start training").click()
+    stop = page.get_by_role("button", name="Stop")
+    expect(stop).to_be_visible(timeout=120_000)
+    page.reload()  # a new browser session: only the address says who this is
+    expect(page.get_by_text("kept across a reload").first).to_be_visible(timeout=60_000)
+    expect(stop).to_be_visible(timeout=60_000)
+    stop.click()  # and it still works: the run stops, so the next tests have the machine
+    expect(page.get_by_text("stopped, best weights saved").first).to_be_visible(timeout=120_000)
 
 
 def _ellipse(cx: float, cy: float, rx: float, ry: float, points: int = 24) -> list[tuple[float, float]]:
