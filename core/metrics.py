@@ -1,7 +1,8 @@
 """What a trained model gets right and wrong on its test split: answers, confusion, mistakes.
 
-A model's answers on the whole test split are slow to make on a CPU, so they are cached on this
-machine beside its runs (``checkpoints.cache_dir()``, outside git), per weights file.
+A model's answers on the whole test split are slow to make on a CPU, so they are kept per weights
+file: the shipped models' beside them (``weights/predictions``, in git), the others in this machine's
+cache beside its runs (``checkpoints.cache_dir()``, outside git).
 """
 
 from __future__ import annotations
@@ -93,24 +94,56 @@ def weights_digest(path: Path) -> str:
     return _digest(path, stat.st_size, stat.st_mtime_ns)
 
 
-def _predictions_file(record: ModelRecord) -> Path:
-    return checkpoints.cache_dir() / "predictions" / f"{weights_digest(record.path)}.safetensors"
+PREDICTIONS = "predictions"  # the folder beside a manifest that holds its models' answers, by weights digest
+
+
+def _predictions_files(record: ModelRecord) -> list[Path]:
+    """Where a model's answers may be: beside its weights (shipped with them), else this machine's cache."""
+    name = f"{weights_digest(record.path)}.safetensors"
+    return [record.folder / PREDICTIONS / name, checkpoints.cache_dir() / PREDICTIONS / name]
 
 
 def cached_predictions(record: ModelRecord, size: int) -> Predictions | None:
-    try:
-        with safe_open(_predictions_file(record), framework="pt") as f:
-            predicted, confidence = f.get_tensor("predicted").long(), f.get_tensor("confidence")
-    except (OSError, SafetensorError, KeyError, ValueError):
-        return None
-    return Predictions(predicted, confidence) if len(predicted) == len(confidence) == size else None
+    """A model's answers on its test split (``size`` images) if they were computed for this very file."""
+    for path in _predictions_files(record):
+        try:
+            with safe_open(path, framework="pt") as f:
+                predicted, confidence = f.get_tensor("predicted").long(), f.get_tensor("confidence")
+        except (OSError, SafetensorError, KeyError, ValueError):
+            continue
+        if len(predicted) == len(confidence) == size:
+            return Predictions(predicted, confidence)
+    return None
+
+
+def _encoded(record: ModelRecord, answers: Predictions) -> bytes:
+    tensors = {"predicted": answers.predicted.to(torch.uint8), "confidence": answers.confidence}
+    return save_safetensors(tensors, metadata={"arch": record.arch, "dataset": record.dataset, "file": record.file})
+
+
+def ship_predictions(record: ModelRecord, *, data_root: str | None = None) -> Path:
+    """Keep a model's answers beside its weights (``weights/predictions`` for a shipped one), so that a
+    fresh checkout's Compare page needs no pass over the test set; the answers of the file it replaced go."""
+    answers = model_predictions(record, data_root=data_root)
+    folder = record.folder / PREDICTIONS
+    path = folder / f"{weights_digest(record.path)}.safetensors"
+    checkpoints.write_atomic(path, _encoded(record, answers))
+    for other in folder.glob("*.safetensors"):
+        try:
+            with safe_open(other, framework="pt") as f:
+                replaced = other != path and (f.metadata() or {}).get("file") == record.file
+        except (OSError, SafetensorError):
+            replaced = False
+        if replaced:
+            other.unlink(missing_ok=True)
+    return path
 
 
 @torch.inference_mode()
 def model_predictions(
     record: ModelRecord, *, data_root: str | None = None, device: torch.device | str | None = None
 ) -> Predictions:
-    """A model's answers on its test split: from this machine's cache, else computed and cached.
+    """A model's answers on its test split: shipped beside it or in this machine's cache, else computed and cached.
 
     The cache is keyed by the weights file's content, so a retrained model is predicted anew.
     Computed in float32 on ``device`` (default: the best available). Raises CheckpointError for a
@@ -131,7 +164,5 @@ def model_predictions(
         predicted.append(top.indices.cpu())
         confidence.append(top.values.cpu())
     result = Predictions(torch.cat(predicted), torch.cat(confidence))
-    tensors = {"predicted": result.predicted.to(torch.uint8), "confidence": result.confidence}
-    metadata = {"arch": record.arch, "dataset": record.dataset, "weights": str(record.path)}
-    checkpoints.write_atomic(_predictions_file(record), save_safetensors(tensors, metadata=metadata))
+    checkpoints.write_atomic(_predictions_files(record)[-1], _encoded(record, result))
     return result

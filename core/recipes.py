@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core import checkpoints
+from core import checkpoints, metrics
 from core.models import get_card, list_models
 from core.training import Callback, EpochEvent, TrainConfig, Trainer
 
@@ -120,5 +120,6 @@ def train_all(
         # shipped as the zoo's model of this arch (a new recipe replaces it), measured as it is written
         record = checkpoints.save_classifier(result.model, name=arch, arch=arch, dataset=dataset,
                                              summary=result.summary(), ship=True, folder=folder, data_root=data_root)
+        metrics.ship_predictions(record, data_root=data_root)  # a fresh checkout's Compare page answers at once
         progress.unlink(missing_ok=True)
         yield ShipOutcome(arch, "trained", record, resumed_from)

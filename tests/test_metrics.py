@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
+
 import pytest
 import torch
 
 from core import checkpoints, metrics, zoo
+from core.models import get_model
+from core.training import evaluate
 
 
 def test_per_class_accuracy_mistakes_and_hardest_examples():
@@ -27,7 +32,11 @@ def test_per_class_accuracy_mistakes_and_hardest_examples():
 
 def test_predictions_match_the_manifest_and_are_cached(tmp_path, monkeypatch, mnist_test, cheapest_shipped):
     monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path))
-    record = cheapest_shipped[0]
+    shipped = cheapest_shipped[0]
+    folder = tmp_path / "elsewhere"  # a copy without the answers shipped beside it
+    (folder / "mnist").mkdir(parents=True)
+    shutil.copy(shipped.path, folder / shipped.file)
+    record = replace(shipped, folder=folder)
     answers = metrics.model_predictions(record, device="cpu")
     assert answers.predicted.shape == answers.confidence.shape == (len(mnist_test),)
     assert ((answers.confidence > 0) & (answers.confidence <= 1)).all()
@@ -53,3 +62,27 @@ def test_predictions_match_the_manifest_and_are_cached(tmp_path, monkeypatch, mn
     answers_of, problems = zoo.zoo_predictions([bad, record, missing])
     assert list(answers_of) == [record.path]
     assert "not a readable safetensors file" in problems["broken"] and "missing" in problems["gone"]
+
+
+def test_the_shipped_models_answers_are_shipped_and_are_theirs(tmp_path, monkeypatch, mnist_test, cheapest_shipped):
+    monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path))  # an empty cache: a fresh checkout
+    for record in checkpoints.find_models(include_runs=False):
+        assert metrics.cached_predictions(record, 10_000) is not None, record.label
+    for record in cheapest_shipped[:2]:
+        shipped = metrics.cached_predictions(record, len(mnist_test))
+        computed = evaluate(checkpoints.load_record(record), mnist_test, "mnist").predictions
+        assert torch.equal(shipped.predicted, computed)
+    assert not (tmp_path / "cache").exists()  # nothing was computed
+
+
+def test_shipping_answers_again_replaces_those_of_the_file_it_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path / "runs"))
+    summary = {"test_accuracy": 1.0, "epochs": 1, "seconds": 1.0, "device": "CPU"}
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        record = checkpoints.save_classifier(get_model("lenet5"), name="lenet5", arch="lenet5", dataset="mnist",
+                                             summary=summary, ship=True, folder=tmp_path / "weights")
+        paths.append(metrics.ship_predictions(record))
+    assert paths[0] != paths[1] and sorted((tmp_path / "weights" / "predictions").iterdir()) == [paths[1]]
+    assert metrics.cached_predictions(record, 10_000) is not None
