@@ -17,7 +17,9 @@ with st.sidebar:
     st.caption(f":material/memory: {ui.device_name()}")
     st.radio("Dataset", list(data.DATASETS), format_func=lambda name: data.DATASETS[name].title,
              key=ui.DATASET_KEY, horizontal=True)
-    counts = {name: len(checkpoints.find_models(name)) for name in data.DATASETS}
+    st.toggle("Everyone's runs", key=ui.EVERYONE_KEY,
+              help="Off: the shipped models and your own runs. On: every run trained on this server too.")
+    counts = {name: len(ui.models(name)) for name in data.DATASETS}
     st.caption(" · ".join(f"{data.DATASETS[n].title}: {c} trained models" for n, c in counts.items()))
     for problem in checkpoints.manifest_problems():  # a broken manifest hides its models alone: say so
         st.warning(problem, icon=":material/warning:")

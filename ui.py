@@ -63,9 +63,23 @@ def _ensemble(dataset: str, signature: tuple) -> Ensemble:
 
 
 def ensemble(dataset: str) -> Ensemble:
-    """Every trained model of a dataset, loaded once and shared; reloaded when a run is saved."""
+    """The trained models of a dataset that this student sees (``shown_owner``): every model is loaded
+    once for the whole server and shared; reloaded when a run is saved."""
     signature = tuple((r.file, r.date) for r in checkpoints.find_models(dataset))
-    return _ensemble(dataset, signature)
+    return _ensemble(dataset, signature).seen_by(shown_owner())
+
+
+EVERYONE_KEY = "everyone"  # the sidebar's switch: everyone's runs on the pages, not only one's own
+
+
+def shown_owner() -> str | None:
+    """Whose runs the pages show beside the shipped models: this student's, or everyone's (None)."""
+    return None if st.session_state.get(EVERYONE_KEY) else session_id()
+
+
+def models(dataset: str | None = None) -> list[checkpoints.ModelRecord]:
+    """The trained models this student sees (the shipped ones and their own runs, or everyone's)."""
+    return [r for r in checkpoints.find_models(dataset) if r.seen_by(shown_owner())]
 
 
 @st.cache_resource(max_entries=8)

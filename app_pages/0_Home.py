@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import checkpoints, data
+from core import data
 
 TEXT = {
     "title": "MNIST CNN Lab",
@@ -24,7 +24,7 @@ TEXT = {
                 "its latent space, see the scores that prove the labels hold, and download a synthetic dataset.",
     "device": "Running on",
     "models": "Trained models",
-    "models_help": "Shipped with the lab, plus the runs trained on this server.",
+    "models_help": "Shipped with the lab, plus your own runs (the sidebar's switch adds everyone's).",
 }
 
 st.title(TEXT["title"])
@@ -39,4 +39,4 @@ st.divider()
 columns = st.columns(1 + len(data.DATASETS))
 columns[0].metric(TEXT["device"], ui.device_name())
 for column, (name, spec) in zip(columns[1:], data.DATASETS.items(), strict=True):
-    column.metric(f"{TEXT['models']} · {spec.title}", len(checkpoints.find_models(name)), help=TEXT["models_help"])
+    column.metric(f"{TEXT['models']} · {spec.title}", len(ui.models(name)), help=TEXT["models_help"])

@@ -5,7 +5,7 @@ from dataclasses import replace
 import streamlit as st
 
 import ui
-from core import data
+from core import checkpoints, data
 from core.jobs import JobSnapshot
 from core.models import get_card, list_models
 from core.recipes import recipe
@@ -28,7 +28,9 @@ TEXT = {
     "stopped": "Stopped; the best weights so far were saved as “{name}”.",
     "done": "Finished; saved as “{name}”, now listed on the other pages.",
     "test_accuracy": "Test accuracy", "best_epoch": "Best epoch", "seconds": "Training time",
-    "queue": "Queue (everyone's runs)", "you": "you", "someone": "another session",
+    "queue": "Queue (everyone's runs)", "you": "you", "someone": "another student",
+    "mine": "Your saved runs ({count})", "delete": "Delete", "deleted": "Deleted “{name}”.",
+    "headline": {"classifier": "{value:.2f} % on the test set", "generator": "label agreement {value:.1f} %"},
 }
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 5e-2, 0.1, 0.3, 1.0]
 WEIGHT_DECAYS = [0.0, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.05, 0.1]
@@ -132,3 +134,22 @@ def live() -> None:
 
 
 live()
+
+
+def your_runs() -> None:
+    """This student's saved runs, each with a button that deletes it (only they can)."""
+    mine = [r for r in checkpoints.read_manifest(checkpoints.runs_dir()) if r.owner == owner]
+    if not mine:
+        return
+    with st.expander(TEXT["mine"].format(count=len(mine))):
+        for record in mine:
+            left, right = st.columns([5, 1], vertical_alignment="center")
+            headline = TEXT["headline"][record.kind].format(value=record.metrics[checkpoints.HEADLINE[record.kind]])
+            left.write(f"**{ui.plain(record.name)}** · {data.get_spec(record.dataset).title} · {headline}")
+            if right.button(TEXT["delete"], key=f"delete-{record.file}", icon=":material/delete:"):
+                checkpoints.delete_run(record, owner=owner)
+                st.toast(TEXT["deleted"].format(name=ui.plain(record.name)))
+                st.rerun()
+
+
+your_runs()

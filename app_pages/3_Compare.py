@@ -109,7 +109,7 @@ spec = data.get_spec(dataset)
 st.title(TEXT["title"])
 st.write(TEXT["intro"])
 
-records = checkpoints.find_models()
+records = ui.models()
 if not records:
     st.info(TEXT["no_models"])
     st.stop()

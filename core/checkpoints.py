@@ -91,6 +91,7 @@ class ModelRecord:
     metrics: dict = field(default_factory=dict)  # of the weights in ``file``, by name (see HEADLINE)
     config: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)  # one entry per epoch
+    owner: str = ""  # the student who started the run (the app's token); "" for shipped and command-line models
     folder: Path = field(default=WEIGHTS_DIR, compare=False, repr=False)
 
     @property
@@ -107,6 +108,11 @@ class ModelRecord:
     @property
     def shipped(self) -> bool:
         return self.folder.resolve() == WEIGHTS_DIR.resolve()
+
+    def seen_by(self, owner: str | None) -> bool:
+        """Whether ``owner``'s pages show this model: shipped models are everyone's, a run is its owner's;
+        ``owner`` None sees every run."""
+        return self.shipped or owner is None or self.owner == owner
 
     @property
     def label(self) -> str:
@@ -216,7 +222,7 @@ class Manifest:
 
 _REQUIRED = {"name": str, "arch": str, "dataset": str, "file": str, "epochs": int, "seconds": float,
              "device": str, "date": str, "code_version": str, "kind": str, "metrics": dict}
-_OPTIONAL = {"config": dict, "history": list}
+_OPTIONAL = {"config": dict, "history": list, "owner": str}
 
 
 def _upgraded(entry: dict) -> dict:
@@ -394,6 +400,18 @@ def write_weights(module: nn.Module, path: Path, metadata: dict[str, str], *, ha
     write_atomic(path, save_safetensors(tensors, metadata={**metadata, "format": "mnist-lab/1"}))
 
 
+def delete_run(record: ModelRecord, *, owner: str | None) -> None:
+    """Remove a run: its manifest entry, then its weights file. Only its owner may (``owner`` None: the
+    teacher, or a script); a shipped model is never removed from the app. ValueError otherwise."""
+    if record.shipped:
+        raise ValueError(f"{record.label} is shipped with the lab: it cannot be deleted")
+    if owner is not None and record.owner != owner:
+        raise ValueError(f"{record.label} is someone else's run: only the student who trained it can delete it")
+    with _locked(record.folder) as manifest:
+        _write_manifest(manifest, [r for r in manifest.records if r.file != record.file])
+    record.path.unlink(missing_ok=True)
+
+
 def add_record(folder: Path, record: ModelRecord) -> None:
     """Put a record into a folder's manifest, replacing the one for the same file."""
     with _locked(folder) as manifest:
@@ -475,6 +493,7 @@ def save_classifier(
     ship: bool = False,
     folder: Path | None = None,
     data_root: str | None = None,
+    owner: str = "",
 ) -> ModelRecord:
     """Keep a trained classifier as ``save`` says, as ``<dataset>/<file>.safetensors`` and its entry.
 
@@ -492,7 +511,7 @@ def save_classifier(
         name=name, arch=arch, dataset=dataset, file=f"{dataset}/{file_stem(name, arch)}.safetensors",
         epochs=summary["epochs"], seconds=summary["seconds"], device=summary["device"], date=now(),
         code_version=code_version(), kind="classifier", metrics=measured, config=summary.get("config", {}),
-        history=summary.get("history", []),
+        history=summary.get("history", []), owner=owner,
     )
 
     def test_metrics(module: nn.Module) -> dict:

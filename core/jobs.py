@@ -302,7 +302,8 @@ class JobManager:
             job.phase = "saving"
         summary = result.summary()
         record = checkpoints.save_classifier(result.model, name=job.name, arch=job.config.arch,
-                                             dataset=job.config.dataset, summary=summary, folder=self._folder())
+                                             dataset=job.config.dataset, summary=summary, folder=self._folder(),
+                                             owner=job.owner)
         with self._lock:
             job.name = record.name  # another program may have saved a run of that name meanwhile
         labels = trainer.test_split().labels.cpu()
@@ -318,7 +319,7 @@ class JobManager:
         with self._lock:
             job.phase = "scoring (label agreement, diversity, FID) and saving"
         record = gan.save_generator(
-            result, name=job.name, folder=self._folder(),
+            result, name=job.name, folder=self._folder(), owner=job.owner,
             score=lambda generator: gan.score(generator, job.config.dataset, per_class=200, data_root=self.data_root))
         with self._lock:
             job.name = record.name

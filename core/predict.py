@@ -69,6 +69,7 @@ class Ensemble:
     """
 
     def __init__(self, records: list[ModelRecord]) -> None:
+        self.records = list(records)  # those asked for, loaded or not
         self.models: list[tuple[ModelRecord, nn.Module]] = []
         self.problems: dict[str, str] = {}
         for record in records:
@@ -76,6 +77,15 @@ class Ensemble:
                 self.models.append((record, checkpoints.load_record(record)))
             except checkpoints.CheckpointError as error:
                 self.problems[record.label] = str(error)
+
+    def seen_by(self, owner: str | None) -> Ensemble:
+        """The models ``owner`` sees (``ModelRecord.seen_by``), sharing these loaded ones: nothing is read again."""
+        shown = Ensemble([])
+        shown.models = [(record, model) for record, model in self.models if record.seen_by(owner)]
+        kept = {record.label for record in self.records if record.seen_by(owner)}
+        shown.problems = {label: problem for label, problem in self.problems.items() if label in kept}
+        shown.records = [record for record in self.records if record.seen_by(owner)]
+        return shown
 
     @classmethod
     def for_dataset(cls, dataset: str, *, include_runs: bool = True) -> Ensemble:

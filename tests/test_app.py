@@ -156,7 +156,8 @@ def test_draw_page_shows_the_stages_and_every_models_answer(mnist_test):
     consensus = next(m.value for m in at.markdown if "class='consensus'" in m.value)
     assert ">7</div>" in consensus
     [table] = at.dataframe
-    assert len(table.value) == len(checkpoints.find_models("mnist"))
+    student = at.session_state["session_id"]  # the shipped models and this student's runs: none yet
+    assert len(table.value) == len([r for r in checkpoints.find_models("mnist") if r.seen_by(student)])
 
 
 def on_the_canvas(state: dict) -> AppTest:
@@ -239,3 +240,43 @@ def test_a_tab_belongs_to_the_token_in_its_address_or_to_a_new_one(given):
         assert token == given  # a reload keeps the student
     else:
         assert re.fullmatch(r"[0-9a-f]{16}", token) and token != given
+
+
+def sidebar_count(at: AppTest) -> str:
+    return next(c.value for c in at.sidebar.caption if "trained models" in c.value)
+
+
+def test_a_student_sees_their_own_runs_everyone_s_on_request_and_deletes_only_their_own(tmp_path, monkeypatch):
+    import torch
+
+    from core import checkpoints
+    from core.models import get_model
+
+    monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path))
+    ann, bob = "0123456789abcdef", "fedcba9876543210"
+    torch.manual_seed(0)
+    checkpoints.save_classifier(get_model("lenet5"), name="ann's run", arch="lenet5", dataset="mnist",
+                                summary={"test_accuracy": 50.0, "epochs": 1, "seconds": 1.0, "device": "CPU"},
+                                owner=ann)
+    shipped = len(checkpoints.find_models("mnist", include_runs=False))
+
+    def tab(owner: str, page: str = HOME) -> AppTest:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+        at.query_params[ui.OWNER_PARAM] = owner
+        at.switch_page(page)
+        return at.run()
+
+    assert f"MNIST: {shipped + 1} trained models" in sidebar_count(tab(ann))
+    at = tab(bob)
+    assert f"MNIST: {shipped} trained models" in sidebar_count(at)
+    [everyone] = [t for t in at.sidebar.toggle if t.label == "Everyone's runs"]
+    everyone.set_value(True).run()
+    assert f"MNIST: {shipped + 1} trained models" in sidebar_count(at)
+
+    at = tab(bob, "app_pages/1_Train.py")
+    assert not [b for b in at.button if b.label == "Delete"]  # not bob's to delete
+    at = tab(ann, "app_pages/1_Train.py")
+    [delete] = [b for b in at.button if b.label == "Delete"]
+    delete.click().run()
+    assert not at.exception and checkpoints.read_manifest(tmp_path) == []
+    assert not list((tmp_path / "mnist").glob("*.safetensors"))

@@ -430,6 +430,8 @@ def test_a_run_named_like_a_shipped_model_is_labelled_as_a_run(runs):
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     at.switch_page("app_pages/4_Inside.py")
     at.run()
+    [everyone] = [t for t in at.sidebar.toggle if t.label == "Everyone's runs"]  # a command-line run is no student's
+    everyone.set_value(True).run()
     assert not at.exception
     [model_box] = [s for s in at.selectbox if s.label == "Model"]
     assert "lenet5" in model_box.options and "lenet5 (run)" in model_box.options

@@ -251,3 +251,24 @@ def test_a_manifest_is_parsed_again_only_when_its_file_changes(tmp_path, monkeyp
     assert [r.name for r in checkpoints.read_manifest(tmp_path)] == ["my-run", "edited by hand"]
     with pytest.raises(AttributeError):
         first[0].name = "changed"  # records are shared between readers: nobody may change one
+
+
+def test_a_run_is_its_owners_to_see_and_to_delete(tmp_path, monkeypatch):
+    monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path))
+    torch.manual_seed(0)
+    run = checkpoints.save_classifier(get_model("lenet5"), name="ann's", arch="lenet5", dataset="mnist",
+                                      summary=SUMMARY, owner="0123456789abcdef")
+    [listed] = checkpoints.read_manifest(tmp_path)
+    assert listed.owner == "0123456789abcdef"
+    assert run.seen_by("0123456789abcdef") and run.seen_by(None) and not run.seen_by("fedcba9876543210")
+    shipped = checkpoints.find_models("mnist", include_runs=False)[0]
+    assert shipped.seen_by("fedcba9876543210")  # the shipped models are everyone's
+
+    with pytest.raises(ValueError, match="someone else's run"):
+        checkpoints.delete_run(run, owner="fedcba9876543210")
+    with pytest.raises(ValueError, match="shipped with the lab"):
+        checkpoints.delete_run(shipped, owner=None)
+    assert run.path.exists() and checkpoints.read_manifest(tmp_path) == [run]
+    checkpoints.delete_run(run, owner="0123456789abcdef")
+    assert not run.path.exists() and checkpoints.read_manifest(tmp_path) == []
+    assert shipped.path.exists()

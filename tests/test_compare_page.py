@@ -55,7 +55,7 @@ def gallery(at: AppTest) -> list[str]:
 def test_the_table_has_a_row_per_model_and_the_pictures_render(cheap_models):
     at = open_compare(cheap_models)
     assert not at.exception
-    records = checkpoints.find_models()
+    records = [r for r in checkpoints.find_models() if r.seen_by(at.session_state["session_id"])]  # theirs
     table, report = at.dataframe[0].value, at.dataframe[1].value
     assert list(table["model"]) == [r.name for r in records]
     assert {r.name for r in records if r.shipped} <= set(table["model"])
@@ -131,7 +131,7 @@ def test_without_the_dataset_the_page_says_so_and_shows_what_needs_no_data(cheap
     [warning] = [w.value for w in at.warning if "test images cannot be read" in w.value]
     assert f"MNIST was not found in {tmp_path.resolve()}" in warning and data.DATA_ENV in warning
 
-    records = checkpoints.find_models()
+    records = [r for r in checkpoints.find_models() if r.seen_by(at.session_state["session_id"])]
     assert list(at.dataframe[0].value["model"]) == [r.name for r in records]
     assert list(at.dataframe[0].value["parameters"]) == [cost.architecture_size(r.arch)[0] for r in records]
     figures = charts(at)

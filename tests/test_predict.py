@@ -53,3 +53,16 @@ def test_a_broken_file_is_left_out_and_the_others_answer(records):
 def test_no_models_is_a_clear_error():
     with pytest.raises(ValueError, match="no trained models"):
         Ensemble([]).predict(torch.zeros(1, 1, 28, 28))
+
+
+def test_what_a_student_sees_shares_the_loaded_models(tmp_path):
+    ann, bob = "0123456789abcdef", "fedcba9876543210"
+    torch.manual_seed(0)
+    run = checkpoints.save_classifier(get_model("lenet5"), name="ann's", arch="lenet5", dataset="mnist",
+                                      summary=SUMMARY, folder=tmp_path, owner=ann)
+    shipped = checkpoints.find_models("mnist", include_runs=False)[:2]
+    everything = Ensemble([*shipped, run])
+    for owner, expected in ((ann, [*shipped, run]), (bob, shipped), (None, [*shipped, run])):
+        seen = everything.seen_by(owner)
+        assert [record for record, _ in seen.models] == expected
+        assert all(any(model is m for _, m in everything.models) for _, model in seen.models)  # nothing reloaded

@@ -14,7 +14,7 @@ from core.models.cgan import ARCH, LATENT, MAX_LATENT, MAX_WIDTH, Generator
 
 
 def save_generator(result: GanResult, *, score: Callable[[Generator], Scores], name: str = ARCH, ship: bool = False,
-                   folder: Path | None = None) -> checkpoints.ModelRecord:
+                   folder: Path | None = None, owner: str = "") -> checkpoints.ModelRecord:
     """Keep a trained generator as ``checkpoints.save`` says (a run, or ``ship`` for the shipped one),
     as ``<dataset>/<name>.safetensors`` and its entry; ``score`` measures the generator as written."""
     name = checkpoints.check_name(name)
@@ -27,7 +27,7 @@ def save_generator(result: GanResult, *, score: Callable[[Generator], Scores], n
     record = checkpoints.ModelRecord(
         name=name, arch=ARCH, dataset=dataset, file=file, epochs=summary["epochs"], seconds=summary["seconds"],
         device=summary["device"], date=checkpoints.now(), code_version=checkpoints.code_version(), kind="generator",
-        config=summary["config"], history=summary["history"],
+        config=summary["config"], history=summary["history"], owner=owner,
     )
     return checkpoints.save(generator, record, metadata, ship=ship, folder=folder,
                             measure=lambda written: score(written).to_json())
