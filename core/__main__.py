@@ -14,10 +14,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TextIO
 
-from core import bench, checkpoints, cost, data, gan, metrics, preprocess, zoo
+from core import bench, checkpoints, cost, data, gan, preprocess, zoo
 from core.models import get_card, list_models
 from core.predict import Ensemble
-from core.recipes import recipe, train_all
+from core.recipes import recipe, ship, train_all
 from core.training import (
     OPTIMIZERS,
     SCHEDULES,
@@ -157,11 +157,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(config, device=args.device, data_root=args.data, callbacks=[ConsoleProgress(out)])
     result = trainer.fit()
     summary = result.summary()
-    record = checkpoints.save_classifier(result.model, name=name, arch=config.arch, dataset=config.dataset,
-                                         summary=summary, ship=args.ship, data_root=args.data)
-    summary |= {"test_accuracy": record.test_accuracy, "saved_to": str(record.path)}  # of the file as written
     if args.ship:
-        metrics.ship_predictions(record, data_root=args.data)  # the Compare page's answers, shipped with it
+        record = ship(result, data_root=args.data)
+    else:
+        record = checkpoints.save_classifier(result.model, name=name, arch=config.arch, dataset=config.dataset,
+                                             summary=summary, data_root=args.data)
+    summary |= {"test_accuracy": record.test_accuracy, "saved_to": str(record.path)}  # of the file as written
     if args.json:
         emit(summary)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -69,22 +70,24 @@ class Ensemble:
     """
 
     def __init__(self, records: list[ModelRecord]) -> None:
-        self.records = list(records)  # those asked for, loaded or not
         self.models: list[tuple[ModelRecord, nn.Module]] = []
-        self.problems: dict[str, str] = {}
+        self.failed: list[tuple[ModelRecord, str]] = []  # the records that could not be loaded, and why
         for record in records:
             try:
                 self.models.append((record, checkpoints.load_record(record)))
             except checkpoints.CheckpointError as error:
-                self.problems[record.label] = str(error)
+                self.failed.append((record, str(error)))
+
+    @property
+    def problems(self) -> dict[str, str]:
+        """What is wrong with each model left out, by its label."""
+        return {record.label: problem for record, problem in self.failed}
 
     def seen_by(self, owner: str | None) -> Ensemble:
         """The models ``owner`` sees (``ModelRecord.seen_by``), sharing these loaded ones: nothing is read again."""
-        shown = Ensemble([])
+        shown = copy.copy(self)
         shown.models = [(record, model) for record, model in self.models if record.seen_by(owner)]
-        kept = {record.label for record in self.records if record.seen_by(owner)}
-        shown.problems = {label: problem for label, problem in self.problems.items() if label in kept}
-        shown.records = [record for record in self.records if record.seen_by(owner)]
+        shown.failed = [(record, problem) for record, problem in self.failed if record.seen_by(owner)]
         return shown
 
     @classmethod

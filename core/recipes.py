@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core import checkpoints, metrics
 from core.models import get_card, list_models
-from core.training import Callback, EpochEvent, TrainConfig, Trainer
+from core.training import Callback, EpochEvent, TrainConfig, Trainer, TrainResult
 
 # Networks with batch norm take SGD with a high one-cycle peak; the rest train best with AdamW.
 _SGD = dict(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -65,6 +65,18 @@ class _SaveEveryEpoch(Callback):
         checkpoints.save_progress(trainer, self.path)
 
 
+def ship(result: TrainResult, *, folder: Path | None = None, data_root: str | None = None) -> checkpoints.ModelRecord:
+    """Ship a trained classifier as the zoo's model of its architecture (replacing the one before):
+    its float16 weights, measured as they are written, and its answers on the test set, so that a
+    fresh checkout's Compare page needs no pass over it; ``folder`` (default ``weights/``) puts it elsewhere.
+    ``train --ship`` and ``train --all`` come here."""
+    arch, dataset = result.config.arch, result.config.dataset
+    record = checkpoints.save_classifier(result.model, name=arch, arch=arch, dataset=dataset,
+                                         summary=result.summary(), ship=True, folder=folder, data_root=data_root)
+    metrics.ship_predictions(record, data_root=data_root)
+    return record
+
+
 @dataclass
 class ShipOutcome:
     arch: str
@@ -117,9 +129,6 @@ def train_all(
             progress.unlink(missing_ok=True)
             yield ShipOutcome(arch, "diverged", resumed_from_epoch=resumed_from)
             continue
-        # shipped as the zoo's model of this arch (a new recipe replaces it), measured as it is written
-        record = checkpoints.save_classifier(result.model, name=arch, arch=arch, dataset=dataset,
-                                             summary=result.summary(), ship=True, folder=folder, data_root=data_root)
-        metrics.ship_predictions(record, data_root=data_root)  # a fresh checkout's Compare page answers at once
+        record = ship(result, folder=folder, data_root=data_root)
         progress.unlink(missing_ok=True)
         yield ShipOutcome(arch, "trained", record, resumed_from)

@@ -114,3 +114,20 @@ def test_bench_json_reports_both_pipelines():
         assert draw["median_ms"] > 0 and draw["repeats"] == 50
     [cpu, *gpu] = report["cgan_epoch"]  # one whole epoch of the CGAN, timed on each device
     assert "CPU" in cpu["device"] and cpu["seconds"] > 0 and len(gpu) == torch.cuda.is_available()
+
+
+def test_train_ship_writes_float16_weights_their_own_accuracy_and_their_answers(tmp_path, monkeypatch, capsys):
+    from core import metrics
+    from core.__main__ import main
+
+    monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", tmp_path / "weights")  # never the checkout's
+    monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path / "runs"))
+    assert main(["train", "--arch", "mlp", "--width", "0.25", "--limit", "500", "--epochs", "1", "--ship",
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    [record] = checkpoints.read_manifest(tmp_path / "weights")
+    assert record.shipped and record.name == "mlp" and summary["saved_to"] == str(record.path)
+    assert summary["test_accuracy"] == record.test_accuracy  # measured on the float16 file, as recorded
+    tensors, _ = checkpoints.read_weights(record.path)
+    assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
+    assert (tmp_path / "weights" / "predictions" / f"{metrics.weights_digest(record.path)}.safetensors").is_file()
