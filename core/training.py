@@ -605,9 +605,15 @@ class Trainer:
 
         self.model.load_state_dict(part("model."))
         self.best_state = {k: v.to(self.device) for k, v in part("best.").items()} or None
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
         state: dict[int, dict] = {}
         for key, value in part("optimizer.").items():
             index, name = key.split(".", 1)
+            param = params[int(index)]
+            if value.shape == param.shape:
+                # The file holds contiguous tensors, the parameters are channels-last: a fused step reads a
+                # parameter and its moments as flat memory, so they must share a layout, or it mixes elements.
+                value = torch.empty_like(param).copy_(value)
             state.setdefault(int(index), {})[name] = value
         self.optimizer.load_state_dict({"state": state, "param_groups": extras["param_groups"]})
         self.generator.set_state(tensors["rng.generator"])

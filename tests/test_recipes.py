@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+import pytest
 import torch
 
 from core import checkpoints
@@ -42,20 +43,22 @@ def test_fashion_recipes_change_only_what_they_name():
     assert not recipe("resnet18", "fashion").warp and recipe("resnet18", "fashion").erase > 0
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
-    # mlp has dropout, so this also checks that the trainer's dropout generator is restored
-    [straight] = train_all("mnist", folder=tmp_path / "a", archs=["mlp"], overrides=TINY)
+# mlp has dropout: its dropout generator must be restored; lenet5 has convolutions, whose channels-last
+# parameters the fused optimizer steps together with their moments, read back from a contiguous file
+@pytest.mark.parametrize("arch", ["mlp", "lenet5"])
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, arch):
+    [straight] = train_all("mnist", folder=tmp_path / "a", archs=[arch], overrides=TINY)
     assert straight.status == "trained" and straight.resumed_from_epoch == 0
 
-    [stopped] = train_all("mnist", folder=tmp_path / "b", archs=["mlp"], overrides=TINY,
+    [stopped] = train_all("mnist", folder=tmp_path / "b", archs=[arch], overrides=TINY,
                           callbacks=lambda arch: [StopAfterEpochs(2)])
     assert stopped.status == "stopped"
-    assert (tmp_path / "b" / ".progress" / "mnist" / "mlp.safetensors").exists()
+    assert (tmp_path / "b" / ".progress" / "mnist" / f"{arch}.safetensors").exists()
     assert checkpoints.read_manifest(tmp_path / "b") == []
 
-    [resumed] = train_all("mnist", folder=tmp_path / "b", archs=["mlp"], overrides=TINY)
+    [resumed] = train_all("mnist", folder=tmp_path / "b", archs=[arch], overrides=TINY)
     assert resumed.status == "trained" and resumed.resumed_from_epoch == 2
-    assert not (tmp_path / "b" / ".progress" / "mnist" / "mlp.safetensors").exists()
+    assert not (tmp_path / "b" / ".progress" / "mnist" / f"{arch}.safetensors").exists()
     a, b = checkpoints.load_record(straight.record), checkpoints.load_record(resumed.record)
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
