@@ -33,6 +33,8 @@ class DatasetSpec:
     mirror: bool = False  # may training mirror images? A mirrored shoe is a shoe; a mirrored 7 is no digit
 
 
+TRAIN_SIZE = 60_000  # images in the training split of either dataset
+
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         "mnist", "MNIST", "MNIST", 0.1307, 0.3081, tuple(str(d) for d in range(10))

@@ -1,39 +1,82 @@
-"""Training runs as background jobs owned by the server process, not by a browser session.
+"""Training runs as background jobs of the server, each in a worker process of its own.
 
-A JobManager keeps a queue and one worker thread: runs go one at a time, in the order they were
-asked for, and go on through page switches, reloads and closed tabs. The worker never touches the
-UI; it writes into a job record under a lock, and pages read immutable snapshots of it. A job trains
-a classifier (a TrainConfig) or a conditional GAN (a GanConfig); both share the queue, since both
-want the whole machine.
+A JobManager keeps the class's queue: a number of run slots per device (``MNIST_LAB_SLOTS``), filled
+round-robin over the students who asked, within limits the teacher sets. Each run trains in a spawned
+process (``core.worker``) that streams its progress back up a pipe; the server process never trains,
+so pages stay quick while runs train and a run's speed and result do not depend on how busy they are.
+A worker that crashes or is killed becomes a failed job and its slot goes to the next run.
+
+Every job (config, owner, status, curves, result) is kept in SQLite under the runs folder
+(``core.jobstore``): a restart shows every past run, and the runs it cut short as interrupted, to be
+resumed from their last finished epoch. Pages read immutable snapshots.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import hmac
 import itertools
+import math
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from core import checkpoints, data, gan, metrics
+from core import checkpoints, data, gan, worker
+from core.cost import architecture_size
 from core.models import get_card
-from core.training import (
-    Callback,
-    EpochEvent,
-    Progress,
-    StepEvent,
-    TrainConfig,
-    Trainer,
-    TrainingError,
-    describe_device,
-)
+from core.training import Progress, TrainConfig, clock, resolve_device
+from core.zoo import TimingJob
 
-Status = Literal["queued", "running", "stopping", "done", "stopped", "failed"]
-FINISHED = ("done", "stopped", "failed")
-JobConfig = TrainConfig | gan.GanConfig
+Status = Literal["queued", "running", "stopping", "done", "stopped", "failed", "interrupted"]
+FINISHED = ("done", "stopped", "failed", "interrupted")
+JobConfig = TrainConfig | gan.GanConfig | TimingJob
+KINDS: dict[str, type] = {"classifier": TrainConfig, "gan": gan.GanConfig, "timing": TimingJob}
+
+SLOTS_ENV = "MNIST_LAB_SLOTS"  # runs at once per device
+TEACHER_ENV = "MNIST_LAB_TEACHER_KEY"  # the key that unlocks teacher mode; unset: no teacher mode
+GPU_SLOTS = 3  # small classroom runs leave a GPU mostly idle; three share one well
+
+
+class LimitError(ValueError):
+    """A student's run over a limit the teacher set; the message says the limit."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one student may ask of the class's machine; the teacher's own runs are not limited."""
+
+    queued_per_student: int = 2  # runs waiting in the queue at once
+    epoch_images: int = 600_000  # epochs x training images of one run: ten passes over all 60,000
+
+    def validate(self) -> None:
+        if not 1 <= self.queued_per_student <= 100:
+            raise ValueError(f"queued runs per student must be between 1 and 100, got {self.queued_per_student}")
+        if not 1_000 <= self.epoch_images <= 100_000_000:
+            raise ValueError(f"epochs x images must be between 1,000 and 100,000,000, got {self.epoch_images:,}")
+
+
+def run_images(config: JobConfig) -> int:
+    """Epochs x training images: the size of a run that the limits measure."""
+    images = data.TRAIN_SIZE if config.limit is None else min(config.limit, data.TRAIN_SIZE)
+    return config.epochs * images
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    basis: str  # what it was measured from, in words
 
 
 @dataclass(frozen=True)
@@ -45,7 +88,7 @@ class JobSnapshot:
     owner: str
     config: JobConfig
     status: Status
-    position: int | None  # 1-based place in the queue while queued
+    position: int | None  # 1-based place in the queue while queued, in the order runs will start
     created: float
     started: float | None
     finished: float | None
@@ -60,20 +103,33 @@ class JobSnapshot:
     last_step: dict | None  # the latest step event's fields (epoch, epochs, step, steps_per_epoch, ...)
     error: str | None
     result: dict | None  # when finished: summary, and the confusion matrix or the scores, saved file
+    pid: int | None  # its worker process, while it runs
 
     @property
     def active(self) -> bool:
         return self.status not in FINISHED
 
     @property
+    def kind(self) -> str:
+        return kind_of(self.config)
+
+    @property
     def is_gan(self) -> bool:
-        return isinstance(self.config, gan.GanConfig)
+        return self.kind == "gan"
 
     @property
     def title(self) -> str:
         """What is being trained on what, e.g. "LeNet-5 on MNIST"."""
+        if self.kind == "timing":
+            n = len(self.config.architectures)
+            return f"Timing {n} architecture{'s' * (n != 1)} on this machine"
         trained = "Conditional GAN" if self.is_gan else get_card(self.config.arch).title
         return f"{trained} on {data.get_spec(self.config.dataset).title}"
+
+
+def kind_of(config: JobConfig) -> str:
+    """"classifier", "gan" or "timing"."""
+    return next(kind for kind, config_type in KINDS.items() if isinstance(config, config_type))
 
 
 @dataclass
@@ -96,62 +152,81 @@ class _Job:
     last_step: dict | None = None
     error: str | None = None
     result: dict | None = None
-    stop: threading.Event = field(default_factory=threading.Event)
-    trainer: Trainer | gan.GanTrainer | None = None  # while it trains: what the stop button stops
+    resume: bool = False  # continue from the progress file of an interrupted run
+    slot: str | None = None  # the device it holds a slot of while it runs
+    stop_asked: bool = False
+    process: subprocess.Popen | None = None  # while it runs: its worker, and the pipe that tells it to stop
+    control: Connection | None = None
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.config)
 
 
-class _JobProgress(Callback):
-    """Copies either trainer's events into the job record; the lock keeps snapshots whole."""
-
-    def __init__(self, job: _Job, lock: threading.Lock) -> None:
-        self.job, self.lock = job, lock
-
-    def on_start(self, trainer: Trainer | gan.GanTrainer) -> None:
-        with self.lock:
-            self.job.phase = "training"
-
-    def on_step(self, trainer: Trainer | gan.GanTrainer, event: StepEvent | gan.GanStep) -> None:
-        _record_step(self.job, self.lock, event)
-
-    def on_epoch_end(self, trainer: Trainer | gan.GanTrainer, event: EpochEvent | gan.GanEpoch) -> None:
-        with self.lock:
-            self.job.epochs.append(asdict(event))
-
-    def on_evaluate(self, trainer: Trainer) -> None:
-        with self.lock:
-            self.job.phase = "scoring the test set"
-
-
+_STOPPED = {"classifier": "stopped, best weights saved", "gan": "stopped, the generator so far saved",
+            "timing": "stopped; the figures measured so far are not kept"}
+_STORED = ("name", "owner", "status", "created", "started", "finished", "device", "phase", "progress",
+           "samples_per_s", "eta_s", "last_step", "error", "result")
 _PROGRESS_FIELDS = {f.name for f in fields(Progress)}  # what every step event has; the rest is what it measured
 
 
-def _record_step(job: _Job, lock: threading.Lock, event: Progress) -> None:
-    """A step event into the job record: one point of the curves (loss, accuracy and lr, or the GAN's
-    d_loss and g_loss), and the progress bar."""
-    measured = {k: v for k, v in asdict(event).items() if k not in _PROGRESS_FIELDS}
-    with lock:
-        job.steps.append({"global_step": event.global_step, "epoch": event.epoch, **measured})
-        job.last_step = asdict(event)
-        job.progress, job.samples_per_s, job.eta_s = event.progress, event.samples_per_s, event.eta_s
+def fair_order(queued: Sequence[_Job], running: Iterable[_Job], history: Iterable[_Job]) -> list[_Job]:
+    """The order queued jobs will start in: round-robin over their owners.
+
+    Next is always the owner with the fewest runs training, then the one whose last run started longest
+    ago (never: first), then the one who has waited longest; each owner's own runs keep their order. One
+    student's eight runs therefore go in turn with everyone else's, not before them.
+    """
+    waiting: dict[str, deque[_Job]] = defaultdict(deque)
+    for job in sorted(queued, key=lambda j: j.id):
+        waiting[job.owner].append(job)
+    training = Counter(job.owner for job in running)
+    last_start = defaultdict(lambda: -math.inf)
+    history = list(history)
+    for job in history:
+        if job.started is not None:
+            last_start[job.owner] = max(last_start[job.owner], job.started)
+    latest = max((job.started for job in history if job.started is not None), default=0.0)
+    order, later = [], itertools.count(1)
+    while waiting:
+        owner = min(waiting, key=lambda o: (training[o], last_start[o], waiting[o][0].id))
+        order.append(waiting[owner].popleft())
+        if not waiting[owner]:
+            del waiting[owner]
+        training[owner] += 1
+        last_start[owner] = latest + next(later)  # as if it started now, after every real start
+    return order
 
 
-def failure_message(error: BaseException) -> str:
-    """What a student can act on, for every way a run can fail."""
-    if isinstance(error, (TrainingError, ValueError, checkpoints.CheckpointError)):
-        return str(error)
-    if isinstance(error, data.DatasetDamaged):
-        return str(error)
-    if isinstance(error, data.DatasetNotFound):
-        return f"The dataset is missing. {error}"
-    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return "Out of memory: choose a smaller batch size, or a smaller width."
-    return f"Unexpected {type(error).__name__}: {error}"
+def device_slots(device: str | None = None) -> dict[str, int]:
+    """Run slots per device: ``MNIST_LAB_SLOTS`` each, else one on a CPU (a run takes every core) and
+    GPU_SLOTS on each GPU. ``device`` pins one device, as the trainers' own argument does."""
+    setting = os.environ.get(SLOTS_ENV, "").strip()
+    if setting and not (setting.isdigit() and 1 <= int(setting) <= 64):
+        raise ValueError(f"{SLOTS_ENV}={setting!r}: runs at once per device must be a whole number from 1 to 64")
+    if device is None and torch.cuda.is_available():
+        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    else:
+        devices = [str(resolve_device(device))]
+    return {d: int(setting) if setting else (GPU_SLOTS if d.startswith("cuda") else 1) for d in devices}
+
+
+def _killed(exitcode: int | None) -> str:
+    """Why a worker ended without a word, for its failed job."""
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        why = " (most likely the machine ran out of memory)" if exitcode == -signal.SIGKILL else ""
+        return (f"The training process was killed by {name}{why}; the run is lost. Try a smaller batch size "
+                "or width, or fewer runs at once.")
+    return f"The training process ended unexpectedly (exit code {exitcode}); the run is lost."
 
 
 class JobManager:
-    """A FIFO queue of training jobs run one at a time by a worker thread.
+    """The class's training queue: worker processes in run slots, a fair queue, limits, a teacher.
 
-    ``folder`` receives the saved runs (default: ``checkpoints.runs_dir()``), never ``weights/``.
+    ``folder`` receives the saved runs and the jobs' database (default: ``checkpoints.runs_dir()``),
+    never ``weights/``. ``slots`` (device -> runs at once) defaults to ``device_slots(device)``;
+    ``teacher_key`` to ``$MNIST_LAB_TEACHER_KEY``.
     """
 
     def __init__(
@@ -161,45 +236,126 @@ class JobManager:
         data_root: str | None = None,
         folder: Path | None = None,
         log_every: int = 10,
+        slots: dict[str, int] | None = None,
+        teacher_key: str | None = None,
+        threads: int | None = None,
     ) -> None:
-        self.device, self.data_root, self.folder, self.log_every = device, data_root, folder, log_every
+        self.data_root, self.log_every, self.threads = data_root, log_every, threads
+        self.folder = folder or checkpoints.runs_dir()
+        self.slots = slots or device_slots(device)
+        self.teacher_key = os.environ.get(TEACHER_ENV, "") if teacher_key is None else teacher_key
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        self._closing = False
+        checkpoints.remove_leftovers(self.folder)  # what a server killed mid-save left behind
+        self.store, self.store_problem = self._open_store()
         self._jobs: dict[int, _Job] = {}
-        self._ids = itertools.count(1)
-        checkpoints.remove_leftovers(self._folder())  # what a server killed mid-save left behind
-        self._worker = threading.Thread(target=self._work, name="training-jobs", daemon=True)
-        self._worker.start()
+        for row in self.store.load():
+            self._jobs[row["id"]] = self._restored(row)
+        self._limits = Limits(**(self.store.setting("limits") or {}))
+        atexit.register(self.close)  # a server that stops ends its workers: their runs are "interrupted"
+        threading.Thread(target=self._dispatch, name="training-queue", daemon=True).start()
 
     # --- what pages call --------------------------------------------------------------------
 
-    def submit(self, config: JobConfig, *, name: str, owner: str) -> int:
-        """Queue a run (a classifier or a GAN); returns its job id. Raises ValueError for a bad config or name."""
+    def submit(self, config: JobConfig, *, name: str, owner: str, teacher_key: str | None = None) -> int:
+        """Queue a run (a classifier or a GAN); returns its job id. Raises ValueError for a bad config or
+        name, LimitError for a student's run over a limit."""
         config = replace(config, log_every=self.log_every)
         config.validate()
         name = checkpoints.check_name(name)
-        checkpoints.check_writable(self._folder())  # refused now, not after the whole training
+        if not (self.is_teacher(teacher_key) or isinstance(config, TimingJob)):
+            self._check_limits(config, owner)
+        checkpoints.check_writable(self.folder)  # refused now, not after the whole training
         with self._lock:
-            job = _Job(next(self._ids), self._unique_name(name), owner, config)
+            job = _Job(0, self._unique_name(name), owner, config)
+            job.id = self.store.insert({"kind": job.kind, "config": config, **self._row(job, _STORED)})
             self._jobs[job.id] = job
             self._wake.notify()
         return job.id
 
-    def stop(self, job_id: int, *, owner: str) -> bool:
-        """Ask a job to stop; only its owner may. A queued job is withdrawn, a running one stops
-        before its next batch and keeps its best weights so far."""
+    def stop(self, job_id: int, *, owner: str, teacher_key: str | None = None) -> bool:
+        """Ask a job to stop; only its owner or the teacher may. A queued job is withdrawn, a running one
+        stops before its next batch and keeps its best weights so far."""
         with self._lock:
             job = self._jobs.get(job_id)
-            if job is None or job.owner != owner or job.status in FINISHED:
+            if job is None or job.status in FINISHED or not (job.owner == owner or self.is_teacher(teacher_key)):
                 return False
-            job.stop.set()
-            if job.trainer is not None:
-                job.trainer.should_stop = True
+            job.stop_asked = True
+            if job.control is not None:
+                self._ask_to_stop(job)
             if job.status == "queued":
                 job.status, job.phase, job.finished = "stopped", "withdrawn from the queue", time.time()
             else:
                 job.status, job.phase = "stopping", "stopping after this batch"
+            self._store(job, "status", "phase", "finished")
             return True
+
+    def resume(self, job_id: int, *, owner: str, teacher_key: str | None = None) -> bool:
+        """Queue an interrupted run again: a classifier goes on from its last finished epoch, a GAN starts
+        over. Only its owner or the teacher may."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status != "interrupted" or not (job.owner == owner or self.is_teacher(teacher_key)):
+                return False
+            kept = len(job.epochs) if job.kind == "classifier" and self._progress_file(job).exists() else 0
+            job.epochs = job.epochs[:kept]
+            job.steps = [s for s in job.steps if s["epoch"] <= kept]
+            job.last_step = None
+            job.status, job.phase, job.resume = "queued", f"waiting in the queue to resume after epoch {kept}", True
+            job.started = job.finished = job.error = None
+            job.progress = kept / job.config.epochs
+            self.store.forget_after(job.id, kept)
+            self._store(job, "status", "phase", "started", "finished", "error", "progress", "last_step")
+            self._wake.notify()
+            return True
+
+    def delete_run(self, record: checkpoints.ModelRecord, *, owner: str, teacher_key: str | None = None) -> None:
+        """Delete a saved run: a student their own, the teacher anyone's (ValueError otherwise)."""
+        checkpoints.delete_run(record, owner=None if self.is_teacher(teacher_key) else owner)
+
+    def is_teacher(self, key: str | None) -> bool:
+        """Whether ``key`` is the teacher's; without $MNIST_LAB_TEACHER_KEY nobody is the teacher."""
+        return bool(self.teacher_key and key) and hmac.compare_digest(key.encode(), self.teacher_key.encode())
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    def set_limits(self, limits: Limits, *, teacher_key: str | None) -> None:
+        """The teacher changes what students may ask; kept with the jobs, so a restart keeps them."""
+        if not self.is_teacher(teacher_key):
+            raise PermissionError("only the teacher can change the limits")
+        limits.validate()
+        self.store.set_setting("limits", asdict(limits))
+        self._limits = limits
+
+    def estimate(self, config: JobConfig) -> Estimate | None:
+        """How long a run would train on this server, from speeds measured here; None if nothing measured."""
+        if isinstance(config, TimingJob):
+            return None
+        images = run_images(config) * (1 - getattr(config, "val_split", 0.0))
+        kind = "gan" if isinstance(config, gan.GanConfig) else "classifier"
+        with self._lock:
+            measured = [j for j in self._jobs.values() if j.kind == kind and j.samples_per_s > 0 and j.device
+                        and (kind == "gan" or j.config.arch == config.arch)]
+        if measured:
+            latest = max(measured, key=lambda j: j.started or 0)
+            speed = latest.samples_per_s * self._relative_speed(latest.config, config)
+            return Estimate(images / speed, f"measured by “{latest.name}” on {latest.device}: "
+                                            f"{latest.samples_per_s:,.0f} images/s")
+        shipped = [r for r in checkpoints.read_manifest(checkpoints.WEIGHTS_DIR)
+                   if r.kind == ("generator" if kind == "gan" else "classifier") and r.seconds > 0
+                   and (kind == "gan" or r.arch == config.arch)]
+        if not shipped:
+            return None
+        record = shipped[0]
+        trained = record.config.get("limit") or data.TRAIN_SIZE
+        trained *= record.epochs * (1 - record.config.get("val_split", 0.0))
+        saved = KINDS[kind](**{k: v for k, v in record.config.items() if k in {f.name for f in fields(KINDS[kind])}})
+        speed = trained / record.seconds * self._relative_speed(saved, config)
+        return Estimate(images / speed, f"from the shipped model's training on {record.device} "
+                                        f"({clock(record.seconds)} for {record.epochs} epochs)")
 
     def snapshot(self, job_id: int) -> JobSnapshot:
         with self._lock:
@@ -226,21 +382,73 @@ class JobManager:
                 return snap
             time.sleep(0.02)
 
+    def close(self) -> None:
+        """End every worker; their runs are interrupted, to be resumed by the next server. Idempotent."""
+        with self._lock:
+            self._closing = True
+            processes = [j.process for j in self._jobs.values() if j.process is not None]
+            self._wake.notify_all()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
+
     # --- inside ----------------------------------------------------------------------------
+
+    def _open_store(self):
+        from core.jobstore import FILE, JobStore
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            return JobStore(self.folder / FILE), None
+        except Exception as error:  # noqa: BLE001 - any reason the file cannot be used: jobs are kept in memory
+            return JobStore(None), (f"{self.folder / FILE}: cannot keep the jobs there ({error}); they are kept "
+                                    "in memory until the server stops")
+
+    def _restored(self, row: dict) -> _Job:
+        """A job read back from the store; one that was training when the server stopped is interrupted."""
+        config_type = KINDS[row["kind"]]
+        known = {f.name for f in fields(config_type)}
+        config = config_type(**{k: v for k, v in row["config"].items() if k in known})
+        job = _Job(row["id"], row["name"], row["owner"], config,
+                   **{k: row[k] for k in _STORED if k not in ("name", "owner")},
+                   steps=row["steps"], epochs=row["epochs"])
+        if job.status in ("running", "stopping"):
+            done = len(job.epochs)
+            job.status, job.finished = "interrupted", job.finished or time.time()
+            job.phase = f"interrupted by a server restart after epoch {done}"
+            self.store.update(job.id, status=job.status, phase=job.phase, finished=job.finished)
+        return job
+
+    def _check_limits(self, config: JobConfig, owner: str) -> None:
+        limits = self._limits
+        size = run_images(config)
+        if size > limits.epoch_images:
+            raise LimitError(f"This run is {config.epochs} epochs x {size // config.epochs:,} images = {size:,} "
+                             f"images; a student's run may be at most {limits.epoch_images:,} (the teacher sets "
+                             "this limit). Choose fewer epochs or fewer training images.")
+        with self._lock:
+            queued = sum(1 for j in self._jobs.values() if j.owner == owner and j.status == "queued")
+        if queued >= limits.queued_per_student:
+            raise LimitError(f"You have {queued} runs waiting in the queue, the most a student may (the teacher "
+                             "sets this limit). Wait for one to start, or withdraw one with its Stop button.")
 
     def _unique_name(self, name: str) -> str:
         taken = {job.name for job in self._jobs.values()}
-        taken |= {r.name for r in checkpoints.read_manifest(self._folder())}
+        taken |= {r.name for r in checkpoints.read_manifest(self.folder)}
         candidates = itertools.chain([name], (f"{name}-{i}" for i in itertools.count(2)))
         return next(c for c in candidates if c not in taken)
 
-    def _folder(self) -> Path:
-        return self.folder or checkpoints.runs_dir()
+    def _running(self) -> list[_Job]:
+        return [j for j in self._jobs.values() if j.status in ("running", "stopping")]
+
+    def _queue(self) -> list[_Job]:
+        queued = [j for j in self._jobs.values() if j.status == "queued"]
+        return fair_order(queued, self._running(), self._jobs.values())
 
     def _positions(self) -> dict[int, int]:
         """Each queued job's 1-based place in the queue."""
-        queued = (j.id for j in self._jobs.values() if j.status == "queued")
-        return {job_id: place for place, job_id in enumerate(queued, start=1)}
+        return {job.id: place for place, job in enumerate(self._queue(), start=1)}
 
     def _snapshot(self, job: _Job, positions: dict[int, int], *, history: bool) -> JobSnapshot:
         return JobSnapshot(
@@ -249,79 +457,147 @@ class JobManager:
             device=job.device, phase=job.phase, steps=tuple(job.steps) if history else (),
             epochs=tuple(job.epochs) if history else (), progress=job.progress,
             samples_per_s=job.samples_per_s, eta_s=job.eta_s, last_step=job.last_step, error=job.error,
-            result=job.result,
+            result=job.result, pid=job.process.pid if job.process else None,
         )
 
-    def _next_job(self) -> _Job:
-        with self._wake:
-            while True:
-                queued = [j for j in self._jobs.values() if j.status == "queued"]
-                if queued:
-                    job = queued[0]
-                    job.status, job.started, job.phase = "running", time.time(), "loading the data"
-                    return job
-                self._wake.wait()
+    @staticmethod
+    def _row(job: _Job, names: Iterable[str]) -> dict:
+        return {name: getattr(job, name) for name in names}
 
-    def _work(self) -> None:
+    def _store(self, job: _Job, *names: str) -> None:
+        self.store.update(job.id, **self._row(job, names))
+
+    def _progress_file(self, job: _Job) -> Path:
+        return self.folder / "jobs" / f"{job.id}.progress.safetensors"
+
+    @staticmethod
+    def _relative_speed(measured: JobConfig, wanted: JobConfig) -> float:
+        """How much faster ``wanted`` trains than ``measured`` of the same kind: by their MACs per image."""
+        if isinstance(wanted, gan.GanConfig) or (measured.arch, measured.width) == (wanted.arch, wanted.width):
+            return 1.0
+        return architecture_size(measured.arch, width=measured.width)[1] / architecture_size(
+            wanted.arch, width=wanted.width)[1]
+
+    # --- the queue and the workers ------------------------------------------------------------
+
+    def _next_start(self) -> tuple[_Job, str] | None:
+        """The next job and the device it goes to, or None while every slot is taken (or nothing waits)."""
+        if self._closing:
+            return None
+        taking = Counter(job.slot for job in self._running())
+        free = [d for d, n in self.slots.items() if taking[d] < n]
+        queue = self._queue() if free else []
+        if not queue:
+            return None
+        return queue[0], min(free, key=lambda d: (taking[d] / self.slots[d], d))  # the least busy device
+
+    def _dispatch(self) -> None:
         while True:
-            job = self._next_job()
-            try:
-                outcome = self._run(job)
-            except Exception as error:  # noqa: BLE001 - every failure becomes a failed job
-                with self._lock:
-                    job.status, job.error, job.phase = "failed", failure_message(error), "failed"
+            with self._wake:
+                start = self._next_start()
+                while start is None:
+                    self._wake.wait()
+                    start = self._next_start()
+                job, device = start
+                job.status, job.started, job.slot, job.phase = "running", time.time(), device, "starting its process"
+                self._store(job, "status", "started", "phase")
+            self._launch(job, device)
+
+    def _launch(self, job: _Job, device: str) -> None:
+        """Start a worker process for a job (``python -m core.worker``: a fresh interpreter, for a fork would
+        copy the server's threads, locks and CUDA state), and a thread that follows what it says."""
+        threads = self.threads
+        # the cores shared between the CPU's slots; a timing job times with the thread count the pages use
+        if threads is None and device == "cpu" and job.kind != "timing":
+            threads = max(1, (os.cpu_count() or 1) // self.slots[device])
+        request = worker.Request(
+            job_id=job.id, name=job.name, owner=job.owner, config=job.config, folder=self.folder,
+            progress_file=self._progress_file(job), resume=job.resume, device=device, data_root=self.data_root,
+            threads=threads)
+        messages_read, messages_write = os.pipe()
+        control_read, control_write = os.pipe()
+        try:
+            self._progress_file(job).parent.mkdir(parents=True, exist_ok=True)
+            process = subprocess.Popen([sys.executable, "-m", "core.worker", str(messages_write), str(control_read)],
+                                       cwd=checkpoints.REPO, pass_fds=(messages_write, control_read))
+        except OSError as error:  # a run that cannot start fails, and the queue goes on
+            for fd in (messages_read, control_write):
+                os.close(fd)
+            self._finish(job, ("failed", f"could not start a training process: {error}"), None)
+            return
+        finally:
+            os.close(messages_write)  # the worker holds the only writing end: when it ends, ours reads EOF
+            os.close(control_read)
+        control = Connection(control_write, readable=False)
+        control.send(request)
+        with self._lock:
+            job.process, job.control = process, control
+            if job.stop_asked:
+                self._ask_to_stop(job)
+        threading.Thread(target=self._follow, args=(job, Connection(messages_read, writable=False), process),
+                         name=f"follow-job-{job.id}", daemon=True).start()
+
+    @staticmethod
+    def _ask_to_stop(job: _Job) -> None:
+        with contextlib.suppress(OSError):  # a worker that has just ended needs no stop
+            job.control.send("stop")
+
+    def _follow(self, job: _Job, messages: Connection, process: subprocess.Popen) -> None:
+        outcome = None
+        try:
+            while True:
+                try:
+                    kind, payload = messages.recv()
+                except (EOFError, OSError):
+                    break
+                if kind in ("finished", "failed"):
+                    outcome = (kind, payload)
+                else:
+                    self._heard(job, kind, payload)
+        finally:
+            messages.close()
+            self._finish(job, outcome, process.wait())
+
+    def _heard(self, job: _Job, kind: str, payload) -> None:
+        """One message of a running worker into its job record."""
+        with self._lock:
+            if kind == "step":
+                measured = {k: v for k, v in payload.items() if k not in _PROGRESS_FIELDS}
+                event = Progress(**{k: payload[k] for k in _PROGRESS_FIELDS})
+                point = {"global_step": event.global_step, "epoch": event.epoch, **measured}
+                job.steps.append(point)
+                job.last_step = payload
+                job.progress, job.samples_per_s, job.eta_s = event.progress, event.samples_per_s, event.eta_s
+                self.store.add_step(job.id, point, **self._row(job, ("last_step", "progress", "samples_per_s",
+                                                                       "eta_s")))
+            elif kind == "epoch":
+                job.epochs.append(payload)
+                self.store.add_epoch(job.id, payload)
+            elif kind == "progress":  # a timing job's
+                job.progress, job.phase = payload["progress"], payload["phase"]
+                self._store(job, "progress", "phase")
+            elif kind == "device":
+                job.device = payload
+                self._store(job, "device")
+            elif kind == "phase" and job.status != "stopping":
+                job.phase = payload
+                self._store(job, "phase")
+
+    def _finish(self, job: _Job, outcome: tuple[str, object] | None, exitcode: int | None) -> None:
+        with self._lock:
+            if outcome is None and self._closing:
+                job.status = "interrupted"
+                job.phase = f"interrupted by the server stopping after epoch {len(job.epochs)}"
+            elif outcome is None or outcome[0] == "failed":
+                job.status, job.phase = "failed", "failed"
+                job.error = _killed(exitcode) if outcome is None else outcome[1]
             else:
-                with self._lock:
-                    job.result = outcome
-                    job.status = "stopped" if outcome["status"] == "stopped" else "done"
-                    job.phase = (outcome.get("divergence") or "saved") if job.status == "done" else (
-                        "stopped, the generator so far saved" if isinstance(job.config, gan.GanConfig)
-                        else "stopped, best weights saved")
-            finally:
-                with self._lock:
-                    job.finished = time.time()
-                    job.trainer = None  # and with it the model and the data on the device
-
-    def _run(self, job: _Job) -> dict:
-        return self._run_gan(job) if isinstance(job.config, gan.GanConfig) else self._run_classifier(job)
-
-    def _attach(self, job: _Job, trainer: Trainer | gan.GanTrainer) -> None:
-        """Show where the job runs, and let its stop button reach the trainer; a stop asked for while
-        the data loaded stops it before its first batch."""
-        with self._lock:
-            job.device = describe_device(trainer.device)
-            job.trainer = trainer
-            trainer.should_stop = job.stop.is_set()
-
-    def _run_classifier(self, job: _Job) -> dict:
-        trainer = Trainer(job.config, device=self.device, data_root=self.data_root,
-                          callbacks=[_JobProgress(job, self._lock)])
-        self._attach(job, trainer)
-        result = trainer.fit()
-        with self._lock:
-            job.phase = "saving"
-        summary = result.summary()
-        record = checkpoints.save_classifier(result.model, name=job.name, arch=job.config.arch,
-                                             dataset=job.config.dataset, summary=summary, folder=self._folder(),
-                                             owner=job.owner)
-        with self._lock:
-            job.name = record.name  # another program may have saved a run of that name meanwhile
-        labels = trainer.test_split().labels.cpu()
-        classes = len(data.get_spec(job.config.dataset).classes)
-        confusion = metrics.confusion_matrix(result.test.predictions, labels, classes)
-        return {**summary, "confusion": confusion.tolist(), "file": str(record.path)}
-
-    def _run_gan(self, job: _Job) -> dict:
-        trainer = gan.GanTrainer(job.config, device=self.device, data_root=self.data_root,
-                                 callbacks=[_JobProgress(job, self._lock)])
-        self._attach(job, trainer)
-        result = trainer.fit()
-        with self._lock:
-            job.phase = "scoring (label agreement, diversity, FID) and saving"
-        record = gan.save_generator(
-            result, name=job.name, folder=self._folder(), owner=job.owner,
-            score=lambda generator: gan.score(generator, job.config.dataset, per_class=200, data_root=self.data_root))
-        with self._lock:
-            job.name = record.name
-        return {**result.summary(), "status": "stopped" if result.stopped else "done",
-                "scores": record.metrics, "file": str(record.path)}
+                result = outcome[1]
+                job.name, job.result = result["name"], result
+                job.status = "stopped" if result["status"] == "stopped" else "done"
+                job.phase = (result.get("divergence") or "saved") if job.status == "done" else _STOPPED[job.kind]
+            if job.control is not None:
+                job.control.close()
+            job.finished, job.process, job.control = time.time(), None, None
+            self._store(job, "name", "status", "phase", "error", "result", "finished")
+            self._wake.notify_all()

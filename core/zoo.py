@@ -76,6 +76,7 @@ def architecture_speeds(
     *,
     devices: list[torch.device] | None = None,
     refresh: bool = False,
+    measure: bool = True,
     batch_size: int = 256,
     repeats: int = 3,
     progress: Progress | None = None,
@@ -85,7 +86,8 @@ def architecture_speeds(
     Speed belongs to the architecture, not to its trained weights, so it is timed on a freshly
     built model and shared by every trained model of that architecture. Figures missing from the
     cache (all of them with ``refresh``) are measured now and saved under ``describe_machine``:
-    another machine, another torch or another thread count measures anew.
+    another machine, another torch or another thread count measures anew. Without ``measure`` they
+    are left out: what a page shows while a TimingJob measures them.
     """
     devices = speed_devices() if devices is None else devices
     progress = progress or _no_progress
@@ -104,6 +106,8 @@ def architecture_speeds(
                 todo.append((architecture, device))
             else:
                 speeds[architecture][device.type] = speed
+    if not measure:
+        return speeds
     for done, (architecture, device) in enumerate(todo):
         arch, num_classes, width = architecture
         progress(done, len(todo), f"timing {arch} on the {'CPU' if device.type == 'cpu' else 'GPU'}")
@@ -119,6 +123,32 @@ def architecture_speeds(
             text = json.dumps({"format": _SPEED_FORMAT, "machines": machines_now}, indent=1)
             checkpoints.write_atomic(checkpoints.cache_dir() / _SPEED_FILE, (text + "\n").encode("utf-8"))
     return speeds
+
+
+@dataclass(frozen=True)
+class TimingJob:
+    """Timing architectures on this machine as a queued job (the Compare page's speed columns): it has
+    the device to itself, as a training run does, so the figures are not those of a busy machine, and
+    it costs the pages nothing."""
+
+    architectures: tuple[Architecture, ...]
+    refresh: bool = False  # time again what is cached
+    log_every: int = 1  # as the trainers' configs have; every architecture timed is reported
+
+    @property
+    def epochs(self) -> int:  # what the queue's progress and estimates read: one pass over the list
+        return 1
+
+    def validate(self) -> None:
+        if not self.architectures:
+            raise ValueError("nothing to time: the list of architectures is empty")
+        for arch, num_classes, width in self.architectures:
+            get_model(arch, num_classes=num_classes, width=width)  # an unknown one is refused now
+
+    def run(self, progress: Progress) -> None:
+        """Time them, and cache the figures for every page and command."""
+        # tuples: a job read back from the database has lists
+        architecture_speeds([tuple(a) for a in self.architectures], refresh=self.refresh, progress=progress)
 
 
 def architecture_of(record: ModelRecord) -> Architecture:
@@ -151,17 +181,19 @@ def zoo_table(
     *,
     devices: list[torch.device] | None = None,
     refresh: bool = False,
+    measure: bool = True,
     batch_size: int = 256,
     repeats: int = 3,
     progress: Progress | None = None,
 ) -> list[ZooRow]:
     """Size, accuracy, training cost and speed of every trained model (default: all found here).
 
-    Speed is measured as ``architecture_speeds`` says, at most once per architecture.
+    Speed is measured as ``architecture_speeds`` says, at most once per architecture; without
+    ``measure``, what is not cached yet is None.
     """
     records = checkpoints.find_models() if records is None else records
     speeds = architecture_speeds([architecture_of(r) for r in records], devices=devices, refresh=refresh,
-                                 batch_size=batch_size, repeats=repeats, progress=progress)
+                                 measure=measure, batch_size=batch_size, repeats=repeats, progress=progress)
     rows = []
     for record in records:
         architecture = architecture_of(record)

@@ -1,0 +1,191 @@
+"""One training run in a process of its own: what a JobManager starts for each job, as
+``python -m core.worker MESSAGES_FD CONTROL_FD`` (a fresh interpreter, never a fork of the server).
+
+The process trains, saves and sends its progress up a pipe as ``(kind, payload)`` messages; it never
+reads the queue or the pages, so a busy server cannot slow it or change its result, and a crash or an
+out-of-memory kill takes down this process alone. Its last message is ``("finished", result)`` or
+``("failed", message)``; a process that ends without either was killed, which the manager reports.
+A server that goes away ends its runs, unsaved, at their next batch: the next server resumes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import torch
+
+from core import checkpoints, data, gan, metrics, zoo
+from core.training import Callback, EpochEvent, StepEvent, TrainConfig, Trainer, TrainingError, describe_device
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything a worker needs; it crosses to the new process pickled, down the control pipe."""
+
+    job_id: int
+    name: str
+    owner: str
+    config: TrainConfig | gan.GanConfig | zoo.TimingJob
+    folder: Path  # where the run is saved
+    progress_file: Path  # the checkpoint after each finished epoch, for resuming an interrupted run
+    resume: bool  # continue from progress_file
+    device: str | None
+    data_root: str | None
+    threads: int | None  # CPU threads for torch; None: its default
+
+
+def failure_message(error: BaseException) -> str:
+    """What a student can act on, for every way a run can fail."""
+    if isinstance(error, (TrainingError, ValueError, checkpoints.CheckpointError, data.DatasetDamaged)):
+        return str(error)
+    if isinstance(error, data.DatasetNotFound):
+        return f"The dataset is missing. {error}"
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return "Out of memory: choose a smaller batch size, or a smaller width."
+    return f"Unexpected {type(error).__name__}: {error}"
+
+
+class _Forward(Callback):
+    """Sends either trainer's events up the pipe; a classifier's state is checkpointed after each epoch."""
+
+    def __init__(self, send, progress_file: Path | None) -> None:
+        self.send, self.progress_file = send, progress_file
+
+    def on_start(self, trainer: Trainer | gan.GanTrainer) -> None:
+        self.send("phase", "training")
+
+    def on_step(self, trainer: Trainer | gan.GanTrainer, event: StepEvent | gan.GanStep) -> None:
+        self.send("step", asdict(event))
+
+    def on_epoch_end(self, trainer: Trainer | gan.GanTrainer, event: EpochEvent | gan.GanEpoch) -> None:
+        if self.progress_file is not None:
+            checkpoints.save_progress(trainer, self.progress_file)
+        self.send("epoch", asdict(event))
+
+    def on_evaluate(self, trainer: Trainer) -> None:
+        self.send("phase", "scoring the test set")
+
+
+class _ServerGone(Exception):
+    """The server that started this run has ended; the run ends too, unsaved."""
+
+
+class _Control:
+    """The server's side: a stop it asks for, and whether it is still there (the pipe's end says not)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.trainer: Trainer | gan.GanTrainer | None = None
+        self.stop_asked = self.server_gone = False
+        threading.Thread(target=self._listen, args=(connection,), daemon=True).start()
+
+    def _listen(self, connection: Connection) -> None:
+        try:
+            connection.recv()  # "stop"
+        except (EOFError, OSError):
+            self.server_gone = True
+        self.stop_asked = True
+        if self.trainer is not None:
+            self.trainer.should_stop = True
+
+    def attach(self, trainer: Trainer | gan.GanTrainer) -> None:
+        """A stop asked for while the data loaded stops the run before its first batch."""
+        self.trainer = trainer
+        trainer.should_stop = self.stop_asked
+
+    def fit(self, trainer: Trainer | gan.GanTrainer):
+        self.attach(trainer)
+        result = trainer.fit()
+        if self.server_gone:
+            raise _ServerGone  # stopped because nobody waits for it: nothing to save
+        return result
+
+
+def main(messages_fd: int, control_fd: int) -> None:
+    """The worker process's whole life: read its Request, train, save, report, exit.
+
+    ``control_fd`` brings the Request, then "stop"; ``messages_fd`` takes the progress and the outcome.
+    """
+    messages, connection = Connection(messages_fd, readable=False), Connection(control_fd, writable=False)
+    request: Request = connection.recv()
+    if request.threads:
+        torch.set_num_threads(request.threads)
+    control = _Control(connection)
+
+    def send(kind: str, payload) -> None:
+        if control.server_gone:
+            raise _ServerGone
+        try:
+            messages.send((kind, payload))
+        except OSError as error:  # BrokenPipeError above all: nobody is listening
+            raise _ServerGone from error
+
+    try:
+        outcome = ("finished", _JOBS[type(request.config)](request, send, control))
+    except _ServerGone:
+        return  # the next server shows the run as interrupted, and resumes it from its last epoch
+    except Exception as error:  # noqa: BLE001 - every failure becomes a failed job, said in words
+        outcome = ("failed", failure_message(error))
+    with contextlib.suppress(_ServerGone):
+        send(*outcome)
+    messages.close()
+
+
+def _train_classifier(request: Request, send, control: _Control) -> dict:
+    config = request.config
+    trainer = Trainer(config, device=request.device, data_root=request.data_root,
+                      callbacks=[_Forward(send, request.progress_file)])
+    if request.resume and request.progress_file.exists():
+        checkpoints.load_progress(trainer, request.progress_file)
+    send("device", describe_device(trainer.device))
+    result = control.fit(trainer)
+    send("phase", "saving")
+    summary = result.summary()
+    record = checkpoints.save_classifier(result.model, name=request.name, arch=config.arch, dataset=config.dataset,
+                                         summary=summary, folder=request.folder, owner=request.owner)
+    request.progress_file.unlink(missing_ok=True)
+    labels = trainer.test_split().labels.cpu()
+    confusion = metrics.confusion_matrix(result.test.predictions, labels, len(data.get_spec(config.dataset).classes))
+    # another program may have saved a run of that name meanwhile: the record's name is the one kept
+    return {**summary, "name": record.name, "confusion": confusion.tolist(), "file": str(record.path)}
+
+
+def _train_gan(request: Request, send, control: _Control) -> dict:
+    config = request.config
+    trainer = gan.GanTrainer(config, device=request.device, data_root=request.data_root,
+                             callbacks=[_Forward(send, None)])
+    send("device", describe_device(trainer.device))
+    result = control.fit(trainer)
+    send("phase", "scoring (label agreement, diversity, FID) and saving")
+    record = gan.save_generator(
+        result, name=request.name, folder=request.folder, owner=request.owner,
+        score=lambda generator: gan.score(generator, config.dataset, per_class=200, data_root=request.data_root))
+    return {**result.summary(), "name": record.name, "status": "stopped" if result.stopped else "done",
+            "scores": record.metrics, "file": str(record.path)}
+
+
+def _time_zoo(request: Request, send, control: _Control) -> dict:
+    def progress(done: int, total: int, what: str) -> None:
+        if control.stop_asked:
+            raise _Stopped
+        send("progress", {"progress": done / max(total, 1), "phase": what})
+
+    try:
+        request.config.run(progress)
+    except _Stopped:
+        return {"name": request.name, "status": "stopped"}
+    return {"name": request.name, "status": "done"}
+
+
+class _Stopped(Exception):
+    """A timing job asked to stop: the figures measured so far are not kept."""
+
+
+_JOBS = {TrainConfig: _train_classifier, gan.GanConfig: _train_gan, zoo.TimingJob: _time_zoo}
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]))
