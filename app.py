@@ -23,9 +23,13 @@ with st.sidebar:
     st.caption(" · ".join(f"{data.DATASETS[n].title}: {c} trained models" for n, c in counts.items()))
     for problem in checkpoints.manifest_problems():  # a broken manifest hides its models alone: say so
         st.warning(problem, icon=":material/warning:")
-    jobs = [j for j in ui.job_manager().snapshots(history=False) if j.active]
+    manager = ui.job_manager()
+    if manager.store_problem:
+        st.warning(manager.store_problem, icon=":material/warning:")
+    jobs = [j for j in manager.snapshots(history=False) if j.active]
     if jobs:
         running = sum(j.status in ("running", "stopping") for j in jobs)
         st.caption(f":material/model_training: training: {running} running, {len(jobs) - running} queued")
+    ui.teacher_sign_in()
 
 page.run()

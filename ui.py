@@ -122,21 +122,61 @@ JOB_TEXT = {
     "queued": "Waiting: position {position} in the queue.",
     "progress": "epoch {epoch}/{epochs} · step {step}/{steps} · {speed:,.0f} img/s · ETA {eta}",
     "stop": "Stop", "failed": "This run failed: {error}",
+    "resume": "Resume", "resume_help": "Train on from its last finished epoch (a GAN starts over).",
+    "interrupted": "The server stopped while this run trained. Resume it to go on from its last finished epoch.",
 }
 STATUS_ICON = {"queued": ":material/hourglass_top:", "running": ":material/play_circle:",
                "stopping": ":material/stop_circle:", "done": ":material/check_circle:",
-               "stopped": ":material/stop_circle:", "failed": ":material/error:"}
+               "stopped": ":material/stop_circle:", "failed": ":material/error:",
+               "interrupted": ":material/pause_circle:"}
+TEACHER_KEY = "teacher_key"  # session state: the key this session's teacher typed
+TEACHER_TEXT = {
+    "title": "Teacher", "key": "Teacher key", "wrong": "That is not the teacher key.",
+    "on": ":material/school: Teacher mode: you can stop and delete anyone's runs and change the limits.",
+    "leave": "Leave teacher mode",
+}
 
 
-def submit_job(config: JobConfig, *, name: str, owner: str, shown_key: str) -> None:
-    """Queue a run from a form and show it next; a bad setting is said on the page, nothing is queued."""
+def teacher_key() -> str | None:
+    """The teacher key this session entered, if it is the right one; None for a student."""
+    key = st.session_state.get(TEACHER_KEY)
+    return key if job_manager().is_teacher(key) else None
+
+
+def teacher_sign_in() -> None:
+    """The sidebar's teacher mode, offered only on a server started with $MNIST_LAB_TEACHER_KEY."""
+    if not job_manager().teacher_key:
+        return
+    if teacher_key():
+        st.caption(TEACHER_TEXT["on"])
+        if st.button(TEACHER_TEXT["leave"], icon=":material/logout:"):
+            del st.session_state[TEACHER_KEY]
+            st.rerun()
+        return
+    with st.expander(TEACHER_TEXT["title"], icon=":material/school:"):
+        with st.form("teacher", border=False, clear_on_submit=True):
+            key = st.text_input(TEACHER_TEXT["key"], type="password")
+            if st.form_submit_button(TEACHER_TEXT["title"]) and key:
+                if job_manager().is_teacher(key):
+                    st.session_state[TEACHER_KEY] = key
+                    st.rerun()
+                st.error(TEACHER_TEXT["wrong"])
+
+
+def submit_job(config: JobConfig, *, name: str, owner: str, shown_key: str) -> int | None:
+    """Queue a run from a form and show it next; a bad setting or a limit is said on the page, nothing
+    is queued (None). The toast says how long the run should take here."""
+    manager = job_manager()
     try:
-        job_id = job_manager().submit(config, name=name, owner=owner)
+        job_id = manager.submit(config, name=name, owner=owner, teacher_key=teacher_key())
     except ValueError as error:
         st.error(str(error))
-        return
+        return None
     st.session_state[shown_key] = job_id
-    st.toast(JOB_TEXT["started"].format(name=plain(job_manager().snapshot(job_id).name)))
+    estimate = manager.estimate(config)
+    st.toast(JOB_TEXT["started"].format(name=plain(manager.snapshot(job_id).name))
+             + (f" About {clock(estimate.seconds)} of training." if estimate else ""))
+    return job_id
 
 
 def pick_job(jobs: list[JobSnapshot], *, owner: str, shown_key: str) -> JobSnapshot:
@@ -155,14 +195,22 @@ def pick_job(jobs: list[JobSnapshot], *, owner: str, shown_key: str) -> JobSnaps
 
 
 def job_status(job: JobSnapshot, *, owner: str) -> JobSnapshot:
-    """A run's title and status line, its stop button (for the session that started it), its place
-    in the queue, its progress bar and its failure; returns the snapshot as it is after a stop."""
+    """A run's title and status line, its stop or resume button (for the student who started it, and
+    the teacher), its place in the queue, its progress bar and its failure; returns the snapshot as it
+    is after a stop."""
+    manager, key = job_manager(), teacher_key()
     st.subheader(f"{STATUS_ICON[job.status]} {plain(job.name)} — {job.title}")
     st.caption(f"{job.status} · {job.phase}" + (f" · {job.device}" if job.device else ""))
-    if job.owner == owner and job.active and st.button(JOB_TEXT["stop"], key=f"stop-{job.id}",
-                                                       icon=":material/stop:"):
-        job_manager().stop(job.id, owner=owner)
-        job = job_manager().snapshot(job.id)
+    in_charge = job.owner == owner or key is not None
+    if in_charge and job.active and st.button(JOB_TEXT["stop"], key=f"stop-{job.id}", icon=":material/stop:"):
+        manager.stop(job.id, owner=owner, teacher_key=key)
+        job = manager.snapshot(job.id)
+    if job.status == "interrupted":
+        st.warning(JOB_TEXT["interrupted"])
+        if in_charge and st.button(JOB_TEXT["resume"], key=f"resume-{job.id}", help=JOB_TEXT["resume_help"],
+                                   icon=":material/resume:"):
+            manager.resume(job.id, owner=owner, teacher_key=key)
+            st.rerun()
     if job.status == "queued":
         st.info(JOB_TEXT["queued"].format(position=job.position))
     if job.last_step and job.active:

@@ -6,7 +6,7 @@ import streamlit as st
 
 import ui
 from core import checkpoints, data
-from core.jobs import JobSnapshot
+from core.jobs import JobSnapshot, Limits
 from core.models import get_card, list_models
 from core.recipes import recipe
 from core.training import OPTIMIZERS, SCHEDULES, clock
@@ -14,7 +14,7 @@ from core.training import OPTIMIZERS, SCHEDULES, clock
 TEXT = {
     "title": "Train",
     "intro": "Pick an architecture, set its hyperparameters and watch it learn. Runs belong to the server: "
-             "they go on when you switch pages or close the tab, and one runs at a time.",
+             "they go on when you switch pages or close the tab, and take turns with everyone else's.",
     "arch": "Architecture",
     "settings": "Hyperparameters (defaults: this architecture's recipe)",
     "optimizer": "Optimizer", "lr": "Learning rate", "schedule": "Schedule", "batch": "Batch size",
@@ -31,6 +31,15 @@ TEXT = {
     "queue": "Queue (everyone's runs)", "you": "you", "someone": "another student",
     "mine": "Your saved runs ({count})", "delete": "Delete", "deleted": "Deleted “{name}”.",
     "headline": {"classifier": "{value:.2f} % on the test set", "generator": "label agreement {value:.1f} %"},
+    "estimate": "Estimate on this server: about {epoch} per epoch over all 60,000 images, so {run} for this "
+                "recipe ({basis}).",
+    "no_estimate": "No training speed measured on this server yet for this architecture: the first run shows it.",
+    "limits": "Each student may have {queued} runs waiting and train up to {images:,} images per run "
+              "(epochs x training images).",
+    "everyone_runs": "Saved runs, everyone's ({count})",
+    "teacher_limits": "Limits for students (teacher)", "queued_limit": "Runs waiting per student",
+    "images_limit": "Images per run (epochs x training images)", "save_limits": "Save the limits",
+    "limits_saved": "Limits saved.",
 }
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 5e-2, 0.1, 0.3, 1.0]
 WEIGHT_DECAYS = [0.0, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.05, 0.1]
@@ -39,6 +48,7 @@ IMAGE_LIMITS = {500: "500", 2000: "2,000", 10_000: "10,000", None: "all 60,000"}
 dataset = ui.dataset()
 manager = ui.job_manager()
 owner = ui.session_id()
+teacher = ui.teacher_key()  # None for a student
 
 st.title(TEXT["title"])
 st.write(TEXT["intro"])
@@ -75,6 +85,15 @@ with settings, st.form("settings"):
     warp = left.toggle(TEXT["warp"], default.warp, key=f"warp-{k}")
     erase = right.slider(TEXT["erase"], 0.0, 1.0, default.erase, 0.25, key=f"erase-{k}")
     name = st.text_input(TEXT["name"], f"{arch}-{owner[:4]}", max_chars=60, key=f"name-{k}")
+    per_epoch = manager.estimate(replace(default, epochs=1, limit=None))
+    if per_epoch:
+        st.caption(TEXT["estimate"].format(epoch=clock(per_epoch.seconds),
+                                           run=clock(per_epoch.seconds * default.epochs), basis=per_epoch.basis))
+    else:
+        st.caption(TEXT["no_estimate"])
+    if not ui.teacher_key():
+        st.caption(TEXT["limits"].format(queued=manager.limits.queued_per_student,
+                                         images=manager.limits.epoch_images))
     if st.form_submit_button(TEXT["start"], type="primary", icon=":material/play_arrow:"):
         config = replace(
             default, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
@@ -108,7 +127,8 @@ def queue_table(jobs: list[JobSnapshot]) -> None:
         [{"run": j.name, "training": j.title,
           "status": f"queued, #{j.position}" if j.position else j.status, "progress": round(100 * j.progress),
           "test accuracy": j.result.get("test_accuracy") if j.result else None,
-          "started by": TEXT["you"] if j.owner == owner else TEXT["someone"]} for j in reversed(jobs)],
+          "started by": TEXT["you"] if j.owner == owner else teacher and j.owner[:4] or TEXT["someone"]}
+         for j in reversed(jobs)],
         hide_index=True, width="stretch",
         column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%d%%")},
     )
@@ -120,7 +140,7 @@ polling = manager.busy()
 @st.fragment(run_every=1.0 if polling else None)
 def live() -> None:
     everyone = manager.snapshots(history=False)  # the curves of the one run on screen alone, below
-    jobs = [j for j in everyone if not j.is_gan]  # the Generate page shows the GAN's runs
+    jobs = [j for j in everyone if j.kind == "classifier"]  # Generate shows the GAN's runs, Compare the timings
     st.header(TEXT["live"])
     if jobs:
         show(manager.snapshot(ui.pick_job(jobs, owner=owner, shown_key="shown_job").id))
@@ -137,19 +157,34 @@ live()
 
 
 def your_runs() -> None:
-    """This student's saved runs, each with a button that deletes it (only they can)."""
-    mine = [r for r in checkpoints.read_manifest(checkpoints.runs_dir()) if r.owner == owner]
+    """This student's saved runs (the teacher: everyone's), each with a button that deletes it."""
+    mine = [r for r in checkpoints.read_manifest(checkpoints.runs_dir()) if teacher or r.owner == owner]
     if not mine:
         return
-    with st.expander(TEXT["mine"].format(count=len(mine))):
+    with st.expander(TEXT["everyone_runs" if teacher else "mine"].format(count=len(mine))):
         for record in mine:
             left, right = st.columns([5, 1], vertical_alignment="center")
             headline = TEXT["headline"][record.kind].format(value=record.metrics[checkpoints.HEADLINE[record.kind]])
             left.write(f"**{ui.plain(record.name)}** · {data.get_spec(record.dataset).title} · {headline}")
             if right.button(TEXT["delete"], key=f"delete-{record.file}", icon=":material/delete:"):
-                checkpoints.delete_run(record, owner=owner)
+                manager.delete_run(record, owner=owner, teacher_key=teacher)
                 st.toast(TEXT["deleted"].format(name=ui.plain(record.name)))
                 st.rerun()
 
 
 your_runs()
+
+
+def teacher_limits() -> None:
+    """What students may ask of the machine; the teacher's to change."""
+    limits = manager.limits
+    with st.expander(TEXT["teacher_limits"], icon=":material/school:"), st.form("limits", border=False):
+        queued = st.number_input(TEXT["queued_limit"], 1, 100, limits.queued_per_student)
+        images = st.number_input(TEXT["images_limit"], 1_000, 100_000_000, limits.epoch_images, step=60_000)
+        if st.form_submit_button(TEXT["save_limits"]):
+            manager.set_limits(Limits(int(queued), int(images)), teacher_key=teacher)
+            st.toast(TEXT["limits_saved"])
+
+
+if teacher:
+    teacher_limits()

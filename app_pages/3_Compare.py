@@ -21,7 +21,10 @@ TEXT = {
     "no_models_here": "No trained {dataset} models yet: train one on the Train page.",
     "table": "Every trained model",
     "refresh": "Time again", "refresh_help": "Measure latency and throughput again (say, after the machine was busy).",
-    "timing": "Timing the architectures on this machine, once (the figures are cached):",
+    "timing": "Timing the architectures on this machine as a queued job, once (the figures are cached): {what}",
+    "timing_queued": "waiting for a free slot, position {position} in the queue",
+    "timing_failed": "Timing the architectures failed: {error}",
+    "time_missing": "Time the {n} untimed models",
     "csv": "Download CSV",
     "table_caption": "Latency: one image; throughput: batches of 256; medians of repeated runs after a warm-up, on "
                      "{machines}. MACs: multiply-accumulates per image. Weights: float32 size in memory. Training "
@@ -109,6 +112,39 @@ spec = data.get_spec(dataset)
 st.title(TEXT["title"])
 st.write(TEXT["intro"])
 
+def time_architectures(*, again: bool) -> None:
+    architectures = tuple(dict.fromkeys(zoo.architecture_of(r) for r in records))
+    if ui.submit_job(zoo.TimingJob(architectures, refresh=again), name="zoo timing", owner=ui.session_id(),
+                     shown_key="shown_timing") is not None:
+        st.rerun()
+
+
+def timing() -> None:
+    """The speed columns: measured by a queued job (on a first visit, or asked for), never by the page."""
+    jobs = [j for j in ui.job_manager().snapshots(history=False) if j.kind == "timing"]
+    last = jobs[-1] if jobs else None
+    untimed = sum(row.cpu_latency_ms is None for row in rows)
+    if last is None and untimed:
+        time_architectures(again=False)  # the first visit on this machine
+    if last is not None and last.active:
+        timing_progress(last.id)
+        return
+    if last is not None and last.status == "failed":
+        st.error(TEXT["timing_failed"].format(error=last.error))
+    label = TEXT["time_missing"].format(n=untimed) if untimed else TEXT["refresh"]
+    if st.button(label, help=TEXT["refresh_help"], icon=":material/timer:"):
+        time_architectures(again=not untimed)
+
+
+@st.fragment(run_every=2.0)
+def timing_progress(job_id: int) -> None:
+    job = ui.job_manager().snapshot(job_id)
+    if not job.active:
+        st.rerun()  # the figures are in: the whole table again
+    where = TEXT["timing_queued"].format(position=job.position) if job.position else job.phase
+    st.progress(job.progress, text=TEXT["timing"].format(what=where))
+
+
 records = ui.models()
 if not records:
     st.info(TEXT["no_models"])
@@ -116,8 +152,8 @@ if not records:
 
 # --- the table: every model of every dataset ---
 st.subheader(TEXT["table"])
-refresh = st.button(TEXT["refresh"], help=TEXT["refresh_help"], icon=":material/timer:")
-rows = with_progress(TEXT["timing"], lambda progress: zoo.zoo_table(records, refresh=refresh, progress=progress))
+rows = zoo.zoo_table(records, measure=False)  # the speeds cached; a queued job measures the rest
+timing()
 frame = pd.DataFrame([asdict(row) for row in rows])
 frame = frame.dropna(axis="columns", how="all")  # the GPU columns, on a machine without one
 columns = TEXT["columns"]

@@ -141,3 +141,19 @@ def test_without_the_dataset_the_page_says_so_and_shows_what_needs_no_data(cheap
     [arch] = [s for s in at.selectbox if s.label == "Architecture"]
     params, macs = cost.architecture_size(arch.value)
     assert layers["parameters"].sum() == params and layers["MACs"].sum() == macs
+
+
+def test_untimed_models_are_timed_by_a_queued_job_not_by_the_page(cheap_models, monkeypatch):
+    import ui
+
+    monkeypatch.setattr(zoo, "_read_speeds", lambda: {})  # as on a machine that never timed the zoo
+    at = open_compare(cheap_models)
+    assert not at.exception
+    [job] = [j for j in ui.job_manager().snapshots() if j.kind == "timing"]
+    assert not job.config.refresh and len(job.config.architectures) >= 2  # every model's, each once
+    ui.job_manager().stop(job.id, owner=job.owner)  # the other tests need the slot
+    assert not ui.job_manager().wait(job.id, timeout=60).active
+    at.run()
+    # the table is there without its speed columns; one job is enough: a second visit queues no other
+    assert at.dataframe and [j.id for j in ui.job_manager().snapshots() if j.kind == "timing"] == [job.id]
+    assert any(b.label.startswith("Time the") and b.label.endswith("untimed models") for b in at.button)
