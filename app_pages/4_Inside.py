@@ -1,5 +1,6 @@
 """Inside: what a network sees — feature maps, filters, saliency, Grad-CAM and occlusion, for any model."""
 
+import hashlib
 import random
 import time
 
@@ -29,8 +30,10 @@ TEXT = {
     "no_models": "No trained models for {dataset} yet: train one on the Train page.",
     "left_out": "{name} is left out: {problem}",
     "answer": "**{model}** answers **{answer}** with {probability:.0%}; explaining class **{target}**.",
-    "timing": "All of this in {ms:.0f} ms on the CPU.",
-    "tabs": ["Feature maps", "Filters", "Saliency and Grad-CAM", "Occlusion", "One channel"],
+    "timing": "This view in {ms:.0f} ms on the server; a view seen before, by anyone, for this model, input and "
+              "settings comes from the server's cache.",
+    "view": "View", "views": ["Feature maps", "Filters", "Saliency and Grad-CAM", "Occlusion", "One channel"],
+    "computing": "{view} of {model}: computing…",
     "maps_help": "Each small square is one channel's response to this input, bright where its filter found what it "
                  "looks for: early stages answer to strokes and edges on a fine grid, deeper ones to parts of digits "
                  "on coarser grids. Hover for the channel and its mean activation.",
@@ -65,6 +68,24 @@ spec = data.get_spec(dataset)
 classes = spec.classes
 ensemble = ui.ensemble(dataset)
 models = {record.label: (record, model) for record, model in ensemble.models}  # a run never hides a shipped model
+
+
+# The views' results are cached for the whole server, per model (its file and date), input (a hash of its
+# bytes) and settings: thirty students on one test image and one shipped model compute each view once.
+@st.cache_data(max_entries=256, show_spinner=False)
+def saliency_map(_model, model_key: tuple, image_key: str, target: int, _x) -> np.ndarray:
+    return explain.saliency_map(_model, _x, target).numpy()
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def grad_cam(_model, model_key: tuple, image_key: str, target: int, _x) -> tuple[np.ndarray, str]:
+    cam, stage = explain.grad_cam(_model, _x, target)
+    return cam.cpu().numpy(), stage.name
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def occlusion(_model, model_key: tuple, image_key: str, target: int, patch: int, stride: int, _x) -> np.ndarray:
+    return explain.occlusion(_model, _x, target, patch=patch, stride=stride).numpy()
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -119,6 +140,17 @@ def stage_title(index: int, feature_map: explain.FeatureMap) -> str:
     return TEXT[key].format(index=index, title=feature_map.stage.title, channels=maps.shape[0],
                             height=maps.shape[1], width=maps.shape[2])
 
+
+def identity(name: str) -> tuple[str, str]:
+    """What names a model's weights in the caches: its file and the date it was saved."""
+    record = models[name][0]
+    return str(record.path), record.date
+
+
+# A view's own widgets (One channel's stage and channel) are drawn only while it is on screen; set by the
+# script, their values outlive the views in between, as they did in tabs.
+for key in [k for k in st.session_state if str(k).startswith(("inside_stage_", "inside_channel_"))]:
+    st.session_state[key] = st.session_state[key]
 
 st.title(TEXT["title"])
 st.write(TEXT["intro"])
@@ -184,10 +216,12 @@ with pick:
     patch = left.slider(TEXT["patch"], 2, 14, 4)
     stride = right.slider(TEXT["stride"], 1, 7, 2)
 
-# --- every model's view ---------------------------------------------------------------------------------
+# --- the view on screen, for every chosen model ------------------------------------------------------------
+# Only the view on screen is computed (tabs would run them all on every rerun); the answer and the
+# feature maps, which every view uses, are one forward pass.
 start = time.perf_counter()
-insides = [explain.look_inside(models[name][1], x, target=target, patch=patch, stride=stride) for name in chosen]
-milliseconds = 1000 * (time.perf_counter() - start)
+insides = [explain.look_inside(models[name][1], x, target=target) for name in chosen]
+image_key = hashlib.sha256(x.numpy().tobytes()).hexdigest()
 
 
 def side_by_side():
@@ -199,10 +233,17 @@ for _, column, name, inside in side_by_side():
     column.markdown(TEXT["answer"].format(model=ui.plain(name), answer=classes[inside.answer],
                                           probability=float(inside.probabilities.max()),
                                           target=classes[inside.target]))
-st.caption(TEXT["timing"].format(ms=milliseconds))
+view = st.radio(TEXT["view"], TEXT["views"], horizontal=True, key="inside_view", label_visibility="collapsed")
+timing = st.empty()
+maps_view, filters_view, saliency_view, occlusion_view, channel_view = TEXT["views"]
 
-maps_tab, filters_tab, saliency_tab, occlusion_tab, channel_tab = st.tabs(TEXT["tabs"])
-with maps_tab:
+
+def computing(name: str):
+    """A spinner, shown when a view's computation takes more than half a second (a cache miss)."""
+    return st.spinner(TEXT["computing"].format(view=view, model=ui.plain(name)))
+
+
+if view == maps_view:
     st.caption(TEXT["maps_help"])
     for slot, column, _, inside in side_by_side():
         for index, feature_map in enumerate(inside.maps, start=1):
@@ -211,7 +252,7 @@ with maps_tab:
                 column.caption(TEXT["units_note"])
             column.plotly_chart(tiles(feature_map.maps), key=f"maps_{slot}_{index}", width="stretch")
 
-with filters_tab:
+elif view == filters_view:
     st.caption(TEXT["filters_help"])
     for slot, column, _, inside in side_by_side():
         if inside.filters is None:
@@ -223,52 +264,59 @@ with filters_tab:
         column.plotly_chart(tiles(inside.filters[:MAX_FILTERS], symmetric=True), key=f"filters_{slot}",
                             width="stretch")
 
-with saliency_tab:
+elif view == saliency_view:
     st.caption(TEXT["saliency_help"])
-    for slot, column, _, inside in side_by_side():
+    for slot, column, name, inside in side_by_side():
+        model, key = models[name][1], identity(name)
+        with column, computing(name):
+            sensitivity = saliency_map(model, key, image_key, inside.target, x)
+            convolutional = any(m.convolutional for m in inside.maps)
+            cam, cam_stage = grad_cam(model, key, image_key, inside.target, x) if convolutional else (None, None)
         left, right = column.columns(2)
         left.markdown(f"**{TEXT['saliency']}**")
-        left.plotly_chart(picture(inside.saliency.numpy(), colorscale="hot"), key=f"saliency_{slot}",
-                          width="stretch")
+        left.plotly_chart(picture(sensitivity, colorscale="hot"), key=f"saliency_{slot}", width="stretch")
         right.markdown(f"**{TEXT['cam']}**")
-        if inside.cam is None:
+        if cam is None:
             right.info(TEXT["no_cam"])
             continue
-        right.plotly_chart(picture(inside.cam.numpy(), colorscale="turbo", zmin=0, zmax=1, under=shown, opacity=0.5),
+        right.plotly_chart(picture(cam, colorscale="turbo", zmin=0, zmax=1, under=shown, opacity=0.5),
                            key=f"cam_{slot}", width="stretch")
-        index, feature_map = next((i, m) for i, m in enumerate(inside.maps, start=1) if m.stage == inside.cam_stage)
+        index, feature_map = next((i, m) for i, m in enumerate(inside.maps, start=1) if m.stage.name == cam_stage)
         right.caption(TEXT["cam_stage"].format(index=index, title=feature_map.stage.title,
                                                height=feature_map.maps.shape[1], width=feature_map.maps.shape[2]))
 
-with occlusion_tab:
+elif view == occlusion_view:
     st.caption(TEXT["occlusion_help"])
-    for slot, column, _, inside in side_by_side():
-        limit = float(inside.occlusion.abs().max()) or 1.0
-        column.plotly_chart(picture(inside.occlusion.numpy(), colorscale="rdbu_r", zmin=-limit, zmax=limit,
-                                    under=shown, opacity=0.75, height=320),
+    for slot, column, name, inside in side_by_side():
+        with column, computing(name):
+            drop = occlusion(models[name][1], identity(name), image_key, inside.target, patch, stride, x)
+        limit = float(np.abs(drop).max()) or 1.0
+        column.plotly_chart(picture(drop, colorscale="rdbu_r", zmin=-limit, zmax=limit, under=shown, opacity=0.75,
+                                    height=320),
                             key=f"occlusion_{slot}", width="stretch")
-        column.caption(TEXT["occlusion_scale"].format(drop=max(float(inside.occlusion.max()), 0.0),
-                                                      rise=max(-float(inside.occlusion.min()), 0.0)))
+        column.caption(TEXT["occlusion_scale"].format(drop=max(float(drop.max()), 0.0),
+                                                      rise=max(-float(drop.min()), 0.0)))
 
-with channel_tab:
+elif view == channel_view:
     st.caption(TEXT["channel_help"])
     for slot, column, name, inside in side_by_side():
-        record, model = models[name]
-        model_key = (str(record.path), record.date)
+        model, key = models[name][1], identity(name)
         with column:
             left, right = st.columns(2)
             # Keys name the model and stage: another model or stage has other choices.
-            index = left.selectbox(TEXT["channel_stage"], range(len(inside.maps)), key=f"stage_{slot}_{name}",
+            index = left.selectbox(TEXT["channel_stage"], range(len(inside.maps)), key=f"inside_stage_{slot}_{name}",
                                    format_func=lambda i, maps=inside.maps: stage_title(i + 1, maps[i]))
             feature_map = inside.maps[index]
             stage = feature_map.stage.name
             channel = right.number_input(TEXT["channel_number"], 0, feature_map.maps.shape[0] - 1,
-                                         key=f"channel_{slot}_{name}_{stage}")
-            st.plotly_chart(picture(grown_pattern(model, model_key, stage, channel, dataset), zmin=0, zmax=1,
-                                    height=200), key=f"pattern_{slot}", width="stretch")
+                                         key=f"inside_channel_{slot}_{name}_{stage}")
+            with computing(name):
+                pattern = grown_pattern(model, key, stage, channel, dataset)
+            st.plotly_chart(picture(pattern, zmin=0, zmax=1, height=200), key=f"pattern_{slot}", width="stretch")
             st.caption(TEXT["pattern"])
             try:
-                indices, values = favourites(model, model_key, stage, channel, dataset)
+                with computing(name):
+                    indices, values = favourites(model, key, stage, channel, dataset)
             except data.DatasetNotFound as error:
                 st.warning(TEXT["no_data"].format(error=error))
                 continue
@@ -276,3 +324,5 @@ with channel_tab:
             captions = [f"{classes[int(test.labels[i])]} · {v:.2f}" for i, v in zip(indices, values, strict=True)]
             st.image([test.images[i].numpy() for i in indices], width=56, caption=captions)
             st.caption(TEXT["top"])
+
+timing.caption(TEXT["timing"].format(ms=1000 * (time.perf_counter() - start)))

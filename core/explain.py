@@ -14,6 +14,9 @@ the stage's output. An MLP's stages are its hidden layers: a fully connected uni
     >>> [(m.stage.title, tuple(m.values.shape)) for m in inside.maps]
     [('conv 5x5', (6, 28, 28)), ('conv 5x5', (16, 10, 10)), ('conv 5x5', (120, 1, 1))]
 
+``look_inside`` is the cheap part, one forward pass; saliency, Grad-CAM and occlusion (one pass per
+patch position) are calls of their own, so that a page computes only the view on screen.
+
 Every function puts the model in eval mode for the call and restores its mode afterwards, removes
 its hooks in ``finally`` blocks, and takes gradients with ``torch.autograd.grad``, so that no
 parameter's ``.grad`` is touched: a model shared by several browser sessions can be inspected.
@@ -70,16 +73,12 @@ class FeatureMap:
 
 @dataclass
 class Inside:
-    """Everything the Inside page shows for one model and one input."""
+    """What every view of the Inside page needs for one model and one input: one forward pass and the weights."""
 
     probabilities: Tensor  # (classes,)
     target: int  # the class explained: the true label when known, else the answer
     maps: list[FeatureMap]
     filters: Tensor | None  # the first layer's weights as images, K x h x w
-    saliency: Tensor  # H x W: |d score / d pixel|, the largest over input channels
-    cam: Tensor | None  # H x W in [0, 1]; None for a model without a convolutional stage
-    cam_stage: Stage | None
-    occlusion: Tensor  # H x W: drop of the target's probability when a patch hides the pixel
 
     @property
     def answer(self) -> int:
@@ -234,6 +233,11 @@ def saliency(model: nn.Module, x: Tensor, target: int | None = None) -> Tensor:
     return gradient
 
 
+def saliency_map(model: nn.Module, x: Tensor, target: int | None = None) -> Tensor:
+    """The saliency as a picture (H x W): the size of the gradient, the largest over the input channels."""
+    return saliency(model, x, target)[0].abs().amax(0).cpu()
+
+
 def grad_cam(model: nn.Module, x: Tensor, target: int | None = None, *,
              stage: str | None = None) -> tuple[Tensor, Stage]:
     """Grad-CAM (Selvaraju et al., 2017): where a convolutional stage found evidence for the target.
@@ -301,19 +305,15 @@ def occlusion(model: nn.Module, x: Tensor, target: int | None = None, *, patch: 
     return (drops[:, None, None] * covered).sum(0) / covered.sum(0)
 
 
-def look_inside(model: nn.Module, x: Tensor, *, target: int | None = None, patch: int = 4, stride: int = 2,
-                fill: float = 0.0) -> Inside:
-    """Feature maps, first-layer filters, saliency, Grad-CAM and occlusion for one input."""
+def look_inside(model: nn.Module, x: Tensor, *, target: int | None = None) -> Inside:
+    """The answer, the class to explain (``target``, the answer by default), every stage's feature maps
+    and the first layer's filters for one input, from a single forward pass.
+
+    The views that cost more passes are their own calls: ``saliency_map``, ``grad_cam``, ``occlusion``.
+    """
     probabilities, maps = feature_maps(model, x)
-    target = int(probabilities.argmax()) if target is None else target
-    cam, cam_stage = grad_cam(model, x, target) if any(m.convolutional for m in maps) else (None, None)
-    return Inside(
-        probabilities=probabilities, target=target, maps=maps,
-        filters=first_layer_filters(model, input_shape=tuple(x.shape[1:])),
-        saliency=saliency(model, x, target)[0].abs().amax(0).cpu(),
-        cam=None if cam is None else cam.cpu(), cam_stage=cam_stage,
-        occlusion=occlusion(model, x, target, patch=patch, stride=stride, fill=fill),
-    )
+    return Inside(probabilities=probabilities, target=_target(probabilities[None], target), maps=maps,
+                  filters=first_layer_filters(model, input_shape=tuple(x.shape[1:])))
 
 
 # --- what a channel looks for ----------------------------------------------------------------------

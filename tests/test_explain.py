@@ -221,21 +221,35 @@ def test_top_images_and_a_grown_pattern_excite_their_channel(trained, mnist_test
         explain.top_images(trained, stage, 16, images[:10])
 
 
-def test_look_inside_bundles_every_view(trained, mnist_test):
+def test_look_inside_is_one_forward_pass_with_the_answer_maps_and_filters(trained, mnist_test):
+    # Every view of the Inside page shows it, so it must stay cheap; the costly views are calls of their own.
     x = data.normalize(mnist_test.images[1:2], "mnist")  # a 2
-    inside = explain.look_inside(trained, x)
+    passes = []
+    handle = trained.register_forward_pre_hook(lambda module, inputs: passes.append(len(inputs[0])))
+    try:
+        inside = explain.look_inside(trained, x)
+    finally:
+        handle.remove()
+    assert passes == [1]
     assert inside.answer == inside.target == 2
     assert [m.stage.name for m in inside.maps] == ["features.1", "features.4", "features.7"]
     assert inside.filters.shape == (6, 5, 5)
-    assert inside.saliency.shape == inside.cam.shape == inside.occlusion.shape == (28, 28)
-    assert inside.cam_stage.name == "features.4"
     assert explain.look_inside(trained, x, target=5).target == 5
     with pytest.raises(ValueError, match="target class 10"):
         explain.look_inside(trained, x, target=10)
     with pytest.raises(ValueError, match="expected one input"):
         explain.look_inside(trained, data.normalize(mnist_test.images[:2], "mnist"))
     mlp = explain.look_inside(fresh("mlp"), x)
-    assert mlp.cam is None and mlp.cam_stage is None and mlp.filters.shape == (1024, 28, 28)
+    assert not any(m.convolutional for m in mlp.maps) and mlp.filters.shape == (1024, 28, 28)
+
+
+def test_the_saliency_map_is_the_gradients_size_as_a_picture(trained, mnist_test):
+    x = data.normalize(mnist_test.images[1:2], "mnist")
+    picture = explain.saliency_map(trained, x, 2)
+    assert picture.shape == (28, 28)
+    assert torch.equal(picture, explain.saliency(trained, x, 2)[0, 0].abs())  # one input channel
+    with pytest.raises(ValueError, match="target class 10"):
+        explain.saliency_map(trained, x, 10)
 
 
 def test_a_drawing_and_a_test_image_become_the_same_input(mnist_test):
