@@ -264,10 +264,10 @@ class JobManager:
         config = replace(config, log_every=self.log_every)
         config.validate()
         name = checkpoints.check_name(name)
-        if not (self.is_teacher(teacher_key) or isinstance(config, TimingJob)):
-            self._check_limits(config, owner)
         checkpoints.check_writable(self.folder)  # refused now, not after the whole training
         with self._lock:
+            if not (self.is_teacher(teacher_key) or isinstance(config, TimingJob)):
+                self._check_limits(config, owner)  # under the lock: two quick clicks cannot both pass
             job = _Job(0, self._unique_name(name), owner, config)
             job.id = self.store.insert({"kind": job.kind, "config": config, **self._row(job, _STORED)})
             self._jobs[job.id] = job
@@ -427,8 +427,7 @@ class JobManager:
             raise LimitError(f"This run is {config.epochs} epochs x {size // config.epochs:,} images = {size:,} "
                              f"images; a student's run may be at most {limits.epoch_images:,} (the teacher sets "
                              "this limit). Choose fewer epochs or fewer training images.")
-        with self._lock:
-            queued = sum(1 for j in self._jobs.values() if j.owner == owner and j.status == "queued")
+        queued = sum(1 for j in self._jobs.values() if j.owner == owner and j.status == "queued")
         if queued >= limits.queued_per_student:
             raise LimitError(f"You have {queued} runs waiting in the queue, the most a student may (the teacher "
                              "sets this limit). Wait for one to start, or withdraw one with its Stop button.")
