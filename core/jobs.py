@@ -35,6 +35,7 @@ import torch
 
 from core import checkpoints, data, gan, worker
 from core.cost import architecture_size
+from core.jobstore import FILE, JobStore
 from core.models import get_card
 from core.training import Progress, TrainConfig, clock, resolve_device
 from core.zoo import TimingJob
@@ -335,7 +336,7 @@ class JobManager:
         if isinstance(config, TimingJob):
             return None
         images = run_images(config) * (1 - getattr(config, "val_split", 0.0))
-        kind = "gan" if isinstance(config, gan.GanConfig) else "classifier"
+        kind = kind_of(config)
         with self._lock:
             measured = [j for j in self._jobs.values() if j.kind == kind and j.samples_per_s > 0 and j.device
                         and (kind == "gan" or j.config.arch == config.arch)]
@@ -391,13 +392,14 @@ class JobManager:
         for process in processes:
             process.terminate()
         for process in processes:
-            process.wait(10)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
     # --- inside ----------------------------------------------------------------------------
 
-    def _open_store(self):
-        from core.jobstore import FILE, JobStore
-
+    def _open_store(self) -> tuple[JobStore, str | None]:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             return JobStore(self.folder / FILE), None
