@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core import checkpoints, zoo
+from core import checkpoints, worker, zoo
 from core.jobs import GPU_SLOTS, SLOTS_ENV, JobManager, LimitError, Limits, device_slots, fair_order
 from core.training import TrainConfig
 
@@ -50,6 +50,8 @@ def test_each_run_trains_in_a_spawned_process_of_its_own(manager):
     assert pid != os.getpid()
     with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
         assert cmdline.read().split(b"\0")[1:3] == [b"-m", b"core.worker"]  # a fresh interpreter, not a fork
+    server = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(server + worker.NICENESS, 19)  # the pages go first
     manager.stop(job, owner="ann")
     assert manager.wait(job, timeout=60).status == "stopped"
 
