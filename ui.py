@@ -6,8 +6,10 @@ more than one page needs. Nothing here trains, predicts or measures.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import plotly.graph_objects as go
@@ -236,15 +238,27 @@ def architecture_card(arch: str) -> None:
     st.caption(f"The original: {card.paper_params}.")
 
 
+LIVE_EVERY = 2.0  # seconds between updates of a page that watches a run
+CHART_POINTS = 400  # per curve: what a chart sent to every watching tab at every update may hold
+
+
+def thinned(points: Sequence[dict]) -> list[dict]:
+    """At most CHART_POINTS of a run's logged points, evenly spaced, the latest always kept: a live chart
+    whose cost to draw, send and render does not grow as the run trains (a long run logs thousands)."""
+    every = max(1, math.ceil(len(points) / CHART_POINTS))
+    return list(points[::-1][::every][::-1])
+
+
 def loss_and_accuracy_charts(job: JobSnapshot) -> tuple[go.Figure, go.Figure]:
     """Training curves per logging interval, validation per epoch, on one step axis."""
-    steps = [p["global_step"] for p in job.steps]
+    points = thinned(job.steps)
+    steps = [p["global_step"] for p in points]
     per_epoch = job.last_step["steps_per_epoch"] if job.last_step else 1
     epoch_steps = [e["epoch"] * per_epoch for e in job.epochs if e["val_loss"] is not None]
     figures = []
     for metric, title in (("loss", "Loss"), ("accuracy", "Accuracy (%)")):
         figure = go.Figure()
-        figure.add_scatter(x=steps, y=[p[metric] for p in job.steps], name="train", mode="lines")
+        figure.add_scatter(x=steps, y=[p[metric] for p in points], name="train", mode="lines")
         val = [e[f"val_{metric}"] for e in job.epochs if e["val_loss"] is not None]
         figure.add_scatter(x=epoch_steps, y=val, name="validation", mode="lines+markers")
         figure.update_layout(title=title, xaxis_title="step", height=300, margin=dict(l=10, r=10, t=40, b=10),
@@ -264,10 +278,11 @@ def confusion_chart(confusion: list[list[int]], classes: tuple[str, ...]) -> go.
 
 def gan_loss_chart(job: JobSnapshot) -> go.Figure:
     """D's and G's losses per logging interval; the game is healthy while neither runs away."""
-    steps = [p["global_step"] for p in job.steps]
+    points = thinned(job.steps)
+    steps = [p["global_step"] for p in points]
     figure = go.Figure()
-    figure.add_scatter(x=steps, y=[p["d_loss"] for p in job.steps], name="D (real vs generated)", mode="lines")
-    figure.add_scatter(x=steps, y=[p["g_loss"] for p in job.steps], name="G (fool D)", mode="lines")
+    figure.add_scatter(x=steps, y=[p["d_loss"] for p in points], name="D (real vs generated)", mode="lines")
+    figure.add_scatter(x=steps, y=[p["g_loss"] for p in points], name="G (fool D)", mode="lines")
     figure.update_layout(title="Losses", xaxis_title="step", height=330, margin=dict(l=10, r=10, t=40, b=10),
                          legend=dict(orientation="h", y=-0.25))
     return figure

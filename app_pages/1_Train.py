@@ -137,7 +137,7 @@ def queue_table(jobs: list[JobSnapshot]) -> None:
 polling = manager.busy()
 
 
-@st.fragment(run_every=1.0 if polling else None)
+@st.fragment(run_every=ui.LIVE_EVERY if polling else None)
 def live() -> None:
     everyone = manager.snapshots(history=False)  # the curves of the one run on screen alone, below
     jobs = [j for j in everyone if j.kind == "classifier"]  # Generate shows the GAN's runs, Compare the timings

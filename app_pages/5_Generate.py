@@ -194,7 +194,7 @@ def show(job: JobSnapshot) -> None:
 polling = manager.busy()
 
 
-@st.fragment(run_every=1.0 if polling else None)
+@st.fragment(run_every=ui.LIVE_EVERY if polling else None)
 def live() -> None:
     jobs = [j for j in manager.snapshots(history=False) if j.is_gan]
     if not jobs:

@@ -323,3 +323,12 @@ def test_the_teacher_key_opens_teacher_mode_which_stops_anyones_run_and_sets_the
         assert manager.limits.queued_per_student == 3
     finally:
         manager.set_limits(Limits(), teacher_key="open sesame")
+
+
+def test_live_charts_hold_a_bounded_number_of_points_the_latest_kept():
+    points = [{"global_step": i, "loss": 1 / (i + 1)} for i in range(1, 10_001)]
+    shown = ui.thinned(points)
+    assert len(shown) <= ui.CHART_POINTS and shown[-1] == points[-1]
+    gaps = {b["global_step"] - a["global_step"] for a, b in zip(shown, shown[1:], strict=False)}
+    assert gaps == {25}  # evenly spaced
+    assert ui.thinned(points[:50]) == points[:50]  # a short run is shown whole
