@@ -109,7 +109,7 @@ def test_the_settings_start_from_the_recipe_and_reach_the_run():
 
 def test_a_run_over_the_students_limit_is_refused_with_the_limit_said():
     at = open_page("app_pages/1_Train.py")
-    assert caption_has(at, "train up to 600,000 images per run")
+    assert caption_has(at, "train up to 1,200,000 images per run")
     at = start(at, arch="lenet5", epochs=30, images=None, name="too long")
     assert any("30 epochs x 60,000 images = 1,800,000 images" in e.value for e in at.error)
     assert not [j for j in ui.job_manager().snapshots() if j.name == "too long"]

@@ -159,8 +159,8 @@ def test_slots_per_device(monkeypatch):
 
 
 def test_limits_are_refused_with_the_limit_said(manager):
-    too_big = replace(TINY, epochs=11, limit=None)  # 11 x 60,000 images
-    with pytest.raises(LimitError, match="at most 600,000"):
+    too_big = replace(TINY, epochs=21, limit=None)  # 21 x 60,000 images
+    with pytest.raises(LimitError, match="at most 1,200,000"):
         manager.submit(too_big, name="big", owner="ann")
     manager.submit(LONG, name="running", owner="ann")
     wait_for(lambda: manager.snapshots()[0].status == "running")
