@@ -9,10 +9,14 @@ runs folder) driven by one headless Chromium with one browser context per tab:
    are paid and measured apart (`warmup_cpu_s`).
 2. With --train, a teacher tab starts a LeNet-5 run on all 60,000 images for the most epochs the
    form allows, and reads its images/s alone for --solo-seconds (`solo_img_s`, the median).
-3. M watcher tabs open Train and stay; `background_cpu_per_s` is what the server spends per second
-   on the open Train tabs (they poll once a second while a run trains) with no student at work.
-4. N students open Draw at once (`canvas_ready_*`: page open to canvas drawn), then all draw a "1"
-   with the mouse at once (`answer_*`: mouse up to the consensus on screen). Meanwhile the teacher
+3. M watcher tabs open Train and stay for --watch-seconds with no student at work:
+   `background_cpu_per_s` is what the server spends per second on the open Train tabs (they update
+   every 2 s while a run trains), `watch_browser_cpu_per_s` what the browser spends on them, and
+   `watched_img_s` the run's speed meanwhile (`watched_solo_ratio`: the share of its solo speed left
+   with M tabs watching).
+4. N students open Draw (`canvas_ready_*`: page open to canvas drawn), all at once or, with --ramp R,
+   arriving evenly over R seconds as a class does; then all draw a "1" with the mouse at once
+   (`answer_*`: mouse up to the consensus on screen). Meanwhile the teacher
    and watcher tabs read the run's images/s (`busy_img_s`; `busy_solo_ratio` under 1 is the share of
    training speed that is left while the class works).
 
@@ -77,7 +81,12 @@ class Report:
     machine: str
     wall_s: float
     warmup_cpu_s: float  # the first Draw tab: imports, model loading, one drawing
+    ramp_s: float  # the students arrived evenly over this long (0: all at once)
     background_cpu_per_s: float  # server CPU per second with only the Train tabs open
+    watch_browser_cpu_per_s: float  # the browser's CPU per second meanwhile
+    watched_img_s: float | None  # the run's speed meanwhile
+    watched_solo_ratio: float | None
+    watched_readings: int
     server_cpu_open_s: float  # all students opening Draw
     server_cpu_draw_s: float  # all students drawing once
     server_cpu_s: float
@@ -315,6 +324,11 @@ async def sample_speeds(pages: list, readings: list[float], stop: asyncio.Event,
 # the test
 
 
+async def arrive(delay: float, opening) -> None:
+    await asyncio.sleep(delay)
+    await opening
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest rank: the smallest value with at least q % of the values at or under it."""
     if not values:
@@ -364,9 +378,17 @@ async def run_load(server: str, pid: int, args: argparse.Namespace) -> Report:
             watchers = [await new_tab(browser, watcher_errors, timeout_ms) for _ in range(args.watchers)]
             await asyncio.gather(*(open_train(w, server, args.train, watcher_errors) for w in watchers))
             trainers += watchers
-            cpu, quiet = cpu_seconds(pid), time.perf_counter()
-            await asyncio.sleep(5)
-            background = (cpu_seconds(pid) - cpu) / (time.perf_counter() - quiet)
+            watched: list[float] = []
+            stop = asyncio.Event()
+            sampler = asyncio.create_task(sample_speeds(trainers, watched, stop)) if args.train else None
+            cpu, client, quiet = cpu_seconds(pid), browser_cpu_seconds(pid), time.perf_counter()
+            await asyncio.sleep(args.watch_seconds)
+            quiet = time.perf_counter() - quiet
+            background = (cpu_seconds(pid) - cpu) / quiet
+            watch_browser = (browser_cpu_seconds(pid) - client) / quiet
+            stop.set()
+            if sampler:
+                await sampler
 
             students = [Student() for _ in range(args.students)]
             tabs = [(await new_tab(browser, s.errors, timeout_ms), s) for s in students]
@@ -375,7 +397,8 @@ async def run_load(server: str, pid: int, args: argparse.Namespace) -> Report:
             sampler = asyncio.create_task(sample_speeds(trainers, busy, stop)) if args.train else None
             cpu0, kids0, client0 = cpu_seconds(pid), children_cpu_seconds(pid), browser_cpu_seconds(pid)
             phase = time.perf_counter()
-            await asyncio.gather(*(open_draw(pg, server, s) for pg, s in tabs))
+            await asyncio.gather(*(arrive(i * args.ramp / args.students, open_draw(pg, server, s))
+                                   for i, (pg, s) in enumerate(tabs)))
             cpu1 = cpu_seconds(pid)
             await asyncio.gather(*(draw(pg, s) for pg, s in tabs))
             cpu2, kids2, client2 = cpu_seconds(pid), children_cpu_seconds(pid), browser_cpu_seconds(pid)
@@ -400,9 +423,13 @@ async def run_load(server: str, pid: int, args: argparse.Namespace) -> Report:
     failed = sum(1 for s in students if s.errors or s.answer_s is None) + len(watcher_errors)
     solo_speed = statistics.median(solo) if solo else None
     busy_speed = statistics.median(busy) if busy else None
+    watched_speed = statistics.median(watched) if watched else None
     return Report(
         students=args.students, watchers=args.watchers, train=args.train, machine=machine(),
-        wall_s=time.perf_counter() - began, warmup_cpu_s=warmup_cpu, background_cpu_per_s=background,
+        wall_s=time.perf_counter() - began, warmup_cpu_s=warmup_cpu, ramp_s=args.ramp,
+        background_cpu_per_s=background, watch_browser_cpu_per_s=watch_browser,
+        watched_img_s=watched_speed, watched_readings=len(watched),
+        watched_solo_ratio=watched_speed / solo_speed if solo_speed and watched_speed else None,
         server_cpu_open_s=cpu1 - cpu0, server_cpu_draw_s=cpu2 - cpu1, server_cpu_s=cpu2 - cpu0,
         server_cpu_per_student_s=(cpu2 - cpu0) / args.students, children_cpu_s=kids2 - kids0,
         browser_cpu_s=client2 - client0, phase_s=phase,
@@ -426,18 +453,22 @@ def show(report: Report) -> str:
     lines = [
         f"MNIST CNN Lab load test · {r.machine}",
         f"  {r.students} students, {r.watchers} watchers, training {'on' if r.train else 'off'}; "
-        f"wall {r.wall_s:.1f} s, student phases {r.phase_s:.1f} s",
+        f"arriving over {r.ramp_s:g} s; wall {r.wall_s:.1f} s, student phases {r.phase_s:.1f} s",
         f"  answered      {r.answered}/{r.students} (read as 1: {r.correct}); errors {r.errors}",
         f"  canvas ready  p50 {s(r.canvas_ready_p50_s)}  p95 {s(r.canvas_ready_p95_s)}  max {s(r.canvas_ready_max_s)}",
         f"  answer        p50 {s(r.answer_p50_s)}  p95 {s(r.answer_p95_s)}  max {s(r.answer_max_s)}",
         f"  server CPU    {r.server_cpu_s:.2f} s = open {r.server_cpu_open_s:.2f} + draw {r.server_cpu_draw_s:.2f}; "
         f"{r.server_cpu_per_student_s:.3f} s per student",
-        f"                warm-up tab {r.warmup_cpu_s:.2f} s; Train tabs alone {r.background_cpu_per_s:.3f} s/s; "
+        f"                warm-up tab {r.warmup_cpu_s:.2f} s; Train tabs alone {r.background_cpu_per_s:.3f} s/s "
+        f"(the browser {r.watch_browser_cpu_per_s:.3f} s/s); "
         f"child processes {r.children_cpu_s:.2f} s; the browser {r.browser_cpu_s:.2f} s",
     ]
     if r.train:
         lines.append(f"  training      solo {s(r.solo_img_s, ' img/s')} ({r.solo_readings} readings), "
-                     f"busy {s(r.busy_img_s, ' img/s')} ({r.busy_readings}), ratio {s(r.busy_solo_ratio, '')}"
+                     f"watched {s(r.watched_img_s, ' img/s')} ({r.watched_readings}), "
+                     f"ratio {s(r.watched_solo_ratio, '')}; "
+                     f"with the students {s(r.busy_img_s, ' img/s')} ({r.busy_readings}), "
+                     f"ratio {s(r.busy_solo_ratio, '')}"
                      + ("" if r.run_outlasted else "; the run ended before the students did"))
     lines += [f"  ! {m}" for m in r.error_messages]
     return "\n".join(lines)
@@ -450,12 +481,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--watchers", type=int, default=None, help="tabs that watch the run (default min(N, 6))")
     parser.add_argument("--json", type=Path, default=None, help="write the report here too")
     parser.add_argument("--port", type=int, default=None, help="the server's port (default: a free one)")
+    parser.add_argument("--ramp", type=float, default=0.0, help="seconds over which the students arrive")
+    parser.add_argument("--watch-seconds", type=float, default=15.0,
+                        help="how long the watchers alone are measured")
     parser.add_argument("--solo-seconds", type=float, default=15.0, help="how long to read the run's solo speed")
     parser.add_argument("--screenshots", type=Path, default=None, help="save the failed students' pages here")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds each page step may take")
     args = parser.parse_args(argv)
     if args.students < 1:
         parser.error(f"--students must be 1 or more, got {args.students}")
+    if args.ramp < 0 or args.watch_seconds <= 0:
+        parser.error("--ramp must be 0 or more and --watch-seconds more than 0")
     args.watchers = min(args.students, 6) if args.watchers is None else args.watchers
 
     port = args.port or free_port()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import ui
+from core.jobs import JobSnapshot
+from core.training import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 HOME = ui.PAGES[0].file
@@ -332,3 +335,25 @@ def test_live_charts_hold_a_bounded_number_of_points_the_latest_kept():
     gaps = {b["global_step"] - a["global_step"] for a, b in zip(shown, shown[1:], strict=False)}
     assert gaps == {25}  # evenly spaced
     assert ui.thinned(points[:50]) == points[:50]  # a short run is shown whole
+
+
+def test_a_running_jobs_curves_are_drawn_once_an_interval_for_every_tab(monkeypatch):
+    """Every tab watching a run gets the same charts until CHART_EVERY seconds have passed (the browser
+    does not redraw an unchanged chart); a finished run's charts hold all its points."""
+    steps = tuple({"global_step": i, "epoch": 1, "loss": 1 / i, "accuracy": 50.0, "lr": 0.1} for i in range(1, 51))
+    job = JobSnapshot(
+        id=90_001, name="watched", owner="a" * 16, config=TrainConfig(arch="mlp"), status="running", position=None,
+        created=0.0, started=0.0, finished=None, device="cpu", phase="training", steps=steps[:10], epochs=(),
+        progress=0.1, samples_per_s=1000.0, eta_s=60.0, last_step={**steps[9], "steps_per_epoch": 50}, error=None,
+        result=None, pid=None,
+    )
+    now = [1_000.0 * ui.CHART_EVERY]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    first = ui.loss_and_accuracy_charts(job)
+    now[0] += ui.LIVE_EVERY  # another tab, or the next update, within the interval
+    assert ui.loss_and_accuracy_charts(replace(job, steps=steps[:12])) is first
+    now[0] += ui.CHART_EVERY
+    loss, accuracy = ui.loss_and_accuracy_charts(replace(job, steps=steps[:30]))
+    assert len(loss.data[0].x) == len(accuracy.data[0].x) == 30
+    loss, _ = ui.loss_and_accuracy_charts(replace(job, status="done", steps=steps))
+    assert list(loss.data[0].x) == list(range(1, 51))

@@ -42,7 +42,7 @@ def test_three_students_draw_while_a_run_trains(tmp_path):
     out = tmp_path / "load.json"
     done = subprocess.run(
         [sys.executable, "scripts/loadtest.py", "--students", "3", "--watchers", "2", "--train",
-         "--solo-seconds", "4", "--timeout", "120", "--json", str(out)],
+         "--solo-seconds", "4", "--watch-seconds", "4", "--ramp", "2", "--timeout", "120", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=400,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -54,6 +54,8 @@ def test_three_students_draw_while_a_run_trains(tmp_path):
     assert report["server_cpu_s"] == pytest.approx(report["server_cpu_open_s"] + report["server_cpu_draw_s"])
     for figure in ("canvas_ready", "answer"):
         assert 0 < report[f"{figure}_p50_s"] <= report[f"{figure}_p95_s"] <= report[f"{figure}_max_s"]
-    assert report["solo_readings"] > 0 and report["busy_readings"] > 0
+    assert report["ramp_s"] == 2 and report["watch_browser_cpu_per_s"] > 0
+    assert report["solo_readings"] > 0 and report["busy_readings"] > 0 and report["watched_readings"] > 0
+    assert report["watched_img_s"] > 0 and report["watched_solo_ratio"] > 0
     assert report["solo_img_s"] > 0 and report["busy_img_s"] > 0 and report["busy_solo_ratio"] > 0
     assert "cores" in report["machine"] and report["wall_s"] > report["phase_s"] > 0
