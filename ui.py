@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 
 from core import checkpoints, gan
 from core.cost import architecture_size
@@ -89,6 +90,16 @@ def models(dataset: str | None = None) -> list[checkpoints.ModelRecord]:
 def generator(path: str, date: str) -> gan.Generator:
     """A generator loaded once per saved version (``date``) and shared by every session."""
     return gan.load_generator(path)
+
+
+def one_thread_per_session() -> None:
+    """The server answers many students at once, each session in a thread of its own: parallel across
+    sessions, not within one. One torch thread per session (the setting is per thread), since a few
+    threads on one drawing's forward passes mostly wait for each other, spinning (measured on 2 cores:
+    a drawing cost the server 0.40 s of CPU with 2 threads, 0.15 s with one, and was answered as soon).
+    Under AppTest the pages run in the test's own process, whose training is left as it is."""
+    if not st.get_option("global.appTest"):
+        torch.set_num_threads(1)
 
 
 @st.cache_data

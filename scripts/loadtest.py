@@ -9,7 +9,8 @@ runs folder) driven by one headless Chromium with one browser context per tab:
    are paid and measured apart (`warmup_cpu_s`).
 2. With --train, a teacher tab starts a LeNet-5 run on all 60,000 images for the most epochs the
    form allows, and reads its images/s alone for --solo-seconds (`solo_img_s`, the median).
-3. M watcher tabs open Train and stay for --watch-seconds with no student at work:
+3. M watcher tabs open Train, and once the browser has drawn them (SETTLE_S) they stay for
+   --watch-seconds with no student at work:
    `background_cpu_per_s` is what the server spends per second on the open Train tabs (they update
    every 2 s while a run trains), `watch_browser_cpu_per_s` what the browser spends on them, and
    `watched_img_s` the run's speed meanwhile (`watched_solo_ratio`: the share of its solo speed left
@@ -23,7 +24,8 @@ runs folder) driven by one headless Chromium with one browser context per tab:
 Server CPU is the user+system time of the streamlit process alone, from /proc/<pid>/stat, over the
 two student phases (`server_cpu_open_s`, `server_cpu_draw_s`); `server_cpu_per_student_s` is their
 sum over N: what one student opening Draw and drawing once costs the server, the watchers' polling
-during those phases included. `children_cpu_s` is the CPU of the server's child processes (training
+during those phases included; `server_cpu_per_student_net_s` leaves that polling out, at the rate
+measured with the watchers alone. `children_cpu_s` is the CPU of the server's child processes (training
 workers, if any) over the same phases. The browser runs on the same machine and takes CPU as well
 (`browser_cpu_s`), so latencies on a small machine are upper bounds: when the server's CPU over the
 phases is far under one core per second (`server_cpu_s` against `phase_s`; one Python process is
@@ -62,6 +64,7 @@ SPEED = re.compile(r"([\d,.]+) img/s")
 LIMIT = re.compile(r"may be at most ([\d,]+)")  # the server's limit on epochs x images of a run
 ONE = [(145, 35), (135, 245)]  # a "1" on the 280x280 canvas, as in tests/test_browser.py
 VIEWPORT = {"width": 1400, "height": 1600}
+SETTLE_S = 10  # after the watcher tabs are up: the browser is still drawing them for the first time
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -91,6 +94,7 @@ class Report:
     server_cpu_draw_s: float  # all students drawing once
     server_cpu_s: float
     server_cpu_per_student_s: float
+    server_cpu_per_student_net_s: float  # less what the Train tabs cost meanwhile at their background rate
     children_cpu_s: float
     browser_cpu_s: float  # the browser's CPU over the same phases, on this same machine
     phase_s: float  # wall time of the two student phases
@@ -378,6 +382,7 @@ async def run_load(server: str, pid: int, args: argparse.Namespace) -> Report:
             watchers = [await new_tab(browser, watcher_errors, timeout_ms) for _ in range(args.watchers)]
             await asyncio.gather(*(open_train(w, server, args.train, watcher_errors) for w in watchers))
             trainers += watchers
+            await asyncio.sleep(SETTLE_S)
             watched: list[float] = []
             stop = asyncio.Event()
             sampler = asyncio.create_task(sample_speeds(trainers, watched, stop)) if args.train else None
@@ -432,6 +437,7 @@ async def run_load(server: str, pid: int, args: argparse.Namespace) -> Report:
         watched_solo_ratio=watched_speed / solo_speed if solo_speed and watched_speed else None,
         server_cpu_open_s=cpu1 - cpu0, server_cpu_draw_s=cpu2 - cpu1, server_cpu_s=cpu2 - cpu0,
         server_cpu_per_student_s=(cpu2 - cpu0) / args.students, children_cpu_s=kids2 - kids0,
+        server_cpu_per_student_net_s=max(cpu2 - cpu0 - background * phase, 0.0) / args.students,
         browser_cpu_s=client2 - client0, phase_s=phase,
         answered=len(answers), correct=sum(s.answer == "1" for s in students),
         canvas_ready_p50_s=percentile(canvas, 50), canvas_ready_p95_s=percentile(canvas, 95),
@@ -458,7 +464,8 @@ def show(report: Report) -> str:
         f"  canvas ready  p50 {s(r.canvas_ready_p50_s)}  p95 {s(r.canvas_ready_p95_s)}  max {s(r.canvas_ready_max_s)}",
         f"  answer        p50 {s(r.answer_p50_s)}  p95 {s(r.answer_p95_s)}  max {s(r.answer_max_s)}",
         f"  server CPU    {r.server_cpu_s:.2f} s = open {r.server_cpu_open_s:.2f} + draw {r.server_cpu_draw_s:.2f}; "
-        f"{r.server_cpu_per_student_s:.3f} s per student",
+        f"{r.server_cpu_per_student_s:.3f} s per student, {r.server_cpu_per_student_net_s:.3f} s without the "
+        "Train tabs' updates",
         f"                warm-up tab {r.warmup_cpu_s:.2f} s; Train tabs alone {r.background_cpu_per_s:.3f} s/s "
         f"(the browser {r.watch_browser_cpu_per_s:.3f} s/s); "
         f"child processes {r.children_cpu_s:.2f} s; the browser {r.browser_cpu_s:.2f} s",
