@@ -10,7 +10,6 @@ page = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url
 # After st.navigation, so that the browser tab names the page it shows.
 st.set_page_config(page_title=f"{page.title} · MNIST CNN Lab", page_icon=":material/neurology:", layout="wide")
 
-ui.one_thread_per_session()
 ui.session_id()  # every run: a page switch drops the owner token from the address, and this puts it back
 
 # Drawn before the page runs, so that the page can read the chosen dataset (ui.dataset()).

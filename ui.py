@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 
 from core import checkpoints, gan
 from core.cost import architecture_size
@@ -90,16 +89,6 @@ def models(dataset: str | None = None) -> list[checkpoints.ModelRecord]:
 def generator(path: str, date: str) -> gan.Generator:
     """A generator loaded once per saved version (``date``) and shared by every session."""
     return gan.load_generator(path)
-
-
-def one_thread_per_session() -> None:
-    """The server answers many students at once, each session in a thread of its own: parallel across
-    sessions, not within one. One torch thread per session (the setting is per thread), since a few
-    threads on one drawing's forward passes mostly wait for each other, spinning (measured on 2 cores:
-    a drawing cost the server 0.40 s of CPU with 2 threads, 0.15 s with one, and was answered as soon).
-    Under AppTest the pages run in the test's own process, whose training is left as it is."""
-    if not st.get_option("global.appTest"):
-        torch.set_num_threads(1)
 
 
 @st.cache_data
@@ -277,17 +266,18 @@ def chart_version(job: JobSnapshot) -> tuple:
 
 def loss_and_accuracy_charts(job: JobSnapshot) -> tuple[go.Figure, go.Figure]:
     """Training curves per logging interval, validation per epoch, on one step axis (``chart_version``)."""
-    return _loss_and_accuracy_charts(job.id, chart_version(job), job)
+    return _loss_and_accuracy_charts((job.id, job.created), chart_version(job), job)
 
 
 def gan_loss_chart(job: JobSnapshot) -> go.Figure:
     """D's and G's losses per logging interval; the game is healthy while neither runs away."""
-    return _gan_loss_chart(job.id, chart_version(job), job)
+    return _gan_loss_chart((job.id, job.created), chart_version(job), job)
 
 
-# The figures are shared, read-only, by every session: st.plotly_chart only serialises them.
+# Keyed by a job's id and creation time (ids start again in another job store, as in the tests). The
+# figures are shared, read-only, by every session: st.plotly_chart only serialises them.
 @st.cache_resource(max_entries=32)
-def _loss_and_accuracy_charts(job_id: int, version: tuple, _job: JobSnapshot) -> tuple[go.Figure, go.Figure]:
+def _loss_and_accuracy_charts(job_key: tuple, version: tuple, _job: JobSnapshot) -> tuple[go.Figure, go.Figure]:
     points = thinned(_job.steps)
     steps = [p["global_step"] for p in points]
     per_epoch = _job.last_step["steps_per_epoch"] if _job.last_step else 1
@@ -314,7 +304,7 @@ def confusion_chart(confusion: list[list[int]], classes: tuple[str, ...]) -> go.
 
 
 @st.cache_resource(max_entries=32)
-def _gan_loss_chart(job_id: int, version: tuple, _job: JobSnapshot) -> go.Figure:
+def _gan_loss_chart(job_key: tuple, version: tuple, _job: JobSnapshot) -> go.Figure:
     points = thinned(_job.steps)
     steps = [p["global_step"] for p in points]
     figure = go.Figure()
