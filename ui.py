@@ -243,7 +243,7 @@ LIVE_EVERY = 2.0  # seconds between updates of a page that watches a run
 CHART_POINTS = 400  # per curve: what a chart sent to every watching tab at every update may hold
 # Seconds a running job's curves stay as they are. Between two redraws every update sends each watching tab
 # the same chart, which the browser does not draw again: drawing the curves was half of what a watching
-# tab cost its browser (measured: 6 Train tabs took 1.08 CPU cores of Chromium, 0.67 with the curves
+# tab cost its browser (measured: 6 Train tabs took 1.08 CPU cores of Chromium, 0.68 with the curves
 # redrawn every 10 s). The progress bar above them still moves every LIVE_EVERY seconds.
 CHART_EVERY = 10.0
 
@@ -255,29 +255,28 @@ def thinned(points: Sequence[dict]) -> list[dict]:
     return list(points[::-1][::every][::-1])
 
 
-def chart_version(job: JobSnapshot) -> tuple:
-    """What a job's curves are drawn from: while it runs, the CHART_EVERY-second interval of now (every
-    tab watching it in that interval gets one chart, built once for the whole server); once finished,
-    its final length."""
+def _chart_key(job: JobSnapshot) -> tuple:
+    """Which charts of a job to draw: while it runs, those of the CHART_EVERY-second interval of now
+    (every tab watching it then gets them, built once for the whole server); once finished, those of
+    its final curves. The job is its id and creation time: ids start again in another job store."""
     if job.active:
-        return "running", int(time.time() // CHART_EVERY)
-    return job.status, len(job.steps), len(job.epochs)
+        return job.id, job.created, "running", int(time.time() // CHART_EVERY)
+    return job.id, job.created, job.status, len(job.steps), len(job.epochs)
 
 
 def loss_and_accuracy_charts(job: JobSnapshot) -> tuple[go.Figure, go.Figure]:
-    """Training curves per logging interval, validation per epoch, on one step axis (``chart_version``)."""
-    return _loss_and_accuracy_charts((job.id, job.created), chart_version(job), job)
+    """Training curves per logging interval, validation per epoch, on one step axis (see ``_chart_key``)."""
+    return _loss_and_accuracy_charts(_chart_key(job), job)
 
 
 def gan_loss_chart(job: JobSnapshot) -> go.Figure:
     """D's and G's losses per logging interval; the game is healthy while neither runs away."""
-    return _gan_loss_chart((job.id, job.created), chart_version(job), job)
+    return _gan_loss_chart(_chart_key(job), job)
 
 
-# Keyed by a job's id and creation time (ids start again in another job store, as in the tests). The
-# figures are shared, read-only, by every session: st.plotly_chart only serialises them.
+# The figures are shared, read-only, by every session: st.plotly_chart only serialises them.
 @st.cache_resource(max_entries=32)
-def _loss_and_accuracy_charts(job_key: tuple, version: tuple, _job: JobSnapshot) -> tuple[go.Figure, go.Figure]:
+def _loss_and_accuracy_charts(key: tuple, _job: JobSnapshot) -> tuple[go.Figure, go.Figure]:
     points = thinned(_job.steps)
     steps = [p["global_step"] for p in points]
     per_epoch = _job.last_step["steps_per_epoch"] if _job.last_step else 1
@@ -304,7 +303,7 @@ def confusion_chart(confusion: list[list[int]], classes: tuple[str, ...]) -> go.
 
 
 @st.cache_resource(max_entries=32)
-def _gan_loss_chart(job_key: tuple, version: tuple, _job: JobSnapshot) -> go.Figure:
+def _gan_loss_chart(key: tuple, _job: JobSnapshot) -> go.Figure:
     points = thinned(_job.steps)
     steps = [p["global_step"] for p in points]
     figure = go.Figure()
