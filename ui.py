@@ -125,7 +125,7 @@ JOB_TEXT = {
     "queued": "Waiting: position {position} in the queue.",
     "progress": "epoch {epoch}/{epochs} · step {step}/{steps} · {speed:,.0f} img/s · ETA {eta}",
     "stop": "Stop", "failed": "This run failed: {error}",
-    "resume": "Resume", "resume_help": "Train on from its last finished epoch (a GAN starts over).",
+    "resume": "Resume", "resume_help": "Train on from its last finished epoch.",
     "interrupted": "The server stopped while this run trained. Resume it to go on from its last finished epoch.",
 }
 STATUS_ICON = {"queued": ":material/hourglass_top:", "running": ":material/play_circle:",

@@ -30,7 +30,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import torch
 from filelock import FileLock, Timeout
@@ -42,7 +42,7 @@ import core
 from core import data
 from core.models import MAX_CLASSES, MAX_WIDTH, MIN_WIDTH, get_model, list_models
 from core.models.cgan import ARCH as GENERATOR_ARCH
-from core.training import Trainer, evaluate
+from core.training import evaluate
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS_DIR = REPO / "weights"
@@ -678,14 +678,22 @@ def find_models(dataset: str | None = None, *, include_runs: bool = True) -> lis
 
 
 
-def save_progress(trainer: Trainer, path: Path) -> None:
+class Resumable(Protocol):
+    """A run that can stop after an epoch and go on later: the classifiers' Trainer and the GanTrainer."""
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]: ...
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], extras: dict) -> None: ...
+
+
+def save_progress(trainer: Resumable, path: Path) -> None:
     """Checkpoint an unfinished run after an epoch, so that it can resume where it stopped."""
     tensors, extras = trainer.state_dict()
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     write_atomic(path, save_safetensors(tensors, metadata={"progress": json.dumps(extras)}))
 
 
-def load_progress(trainer: Trainer, path: Path) -> None:
+def load_progress(trainer: Resumable, path: Path) -> None:
     """Continue ``trainer`` from a progress file; CheckpointError if it is unusable."""
     try:
         with safe_open(path, framework="pt") as f:

@@ -293,13 +293,13 @@ class JobManager:
             return True
 
     def resume(self, job_id: int, *, owner: str, teacher_key: str | None = None) -> bool:
-        """Queue an interrupted run again: a classifier goes on from its last finished epoch, a GAN starts
-        over. Only its owner or the teacher may."""
+        """Queue an interrupted run again, to go on from its last finished epoch. Only its owner or the
+        teacher may."""
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.status != "interrupted" or not (job.owner == owner or self.is_teacher(teacher_key)):
                 return False
-            kept = len(job.epochs) if job.kind == "classifier" and self._progress_file(job).exists() else 0
+            kept = len(job.epochs) if self._progress_file(job).exists() else 0
             job.epochs = job.epochs[:kept]
             job.steps = [s for s in job.steps if s["epoch"] <= kept]
             job.last_step = None

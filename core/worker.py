@@ -52,9 +52,9 @@ def failure_message(error: BaseException) -> str:
 
 
 class _Forward(Callback):
-    """Sends either trainer's events up the pipe; a classifier's state is checkpointed after each epoch."""
+    """Sends either trainer's events up the pipe, and checkpoints the run after each finished epoch."""
 
-    def __init__(self, send, progress_file: Path | None) -> None:
+    def __init__(self, send, progress_file: Path) -> None:
         self.send, self.progress_file = send, progress_file
 
     def on_start(self, trainer: Trainer | gan.GanTrainer) -> None:
@@ -64,7 +64,8 @@ class _Forward(Callback):
         self.send("step", asdict(event))
 
     def on_epoch_end(self, trainer: Trainer | gan.GanTrainer, event: EpochEvent | gan.GanEpoch) -> None:
-        if self.progress_file is not None:
+        # A GAN keeps an epoch that a stop cut short, for its weights; a resume starts that epoch again.
+        if not (isinstance(trainer, gan.GanTrainer) and trainer.stopped):
             checkpoints.save_progress(trainer, self.progress_file)
         self.send("epoch", asdict(event))
 
@@ -165,13 +166,16 @@ def _train_classifier(request: Request, send, control: _Control) -> dict:
 def _train_gan(request: Request, send, control: _Control) -> dict:
     config = request.config
     trainer = gan.GanTrainer(config, device=request.device, data_root=request.data_root,
-                             callbacks=[_Forward(send, None)])
+                             callbacks=[_Forward(send, request.progress_file)])
+    if request.resume and request.progress_file.exists():
+        checkpoints.load_progress(trainer, request.progress_file)
     send("device", describe_device(trainer.device))
     result = control.fit(trainer)
     send("phase", "scoring (label agreement, diversity, FID) and saving")
     record = gan.save_generator(
         result, name=request.name, folder=request.folder, owner=request.owner,
         score=lambda generator: gan.score(generator, config.dataset, per_class=200, data_root=request.data_root))
+    request.progress_file.unlink(missing_ok=True)
     return {**result.summary(), "name": record.name, "status": "stopped" if result.stopped else "done",
             "scores": record.metrics, "file": str(record.path)}
 

@@ -411,6 +411,34 @@ def test_the_export_archives_load_back_as_one_pass(shipped_generator, tmp_path, 
     assert torch.equal(loaded_images, images) and torch.equal(loaded_labels, labels)
 
 
+def test_a_gan_resumed_from_its_progress_file_trains_on_as_if_never_stopped(tmp_path):
+    config = gan.GanConfig(epochs=3, limit=256, batch_size=64, width=8)
+    whole = gan.GanTrainer(config)
+    whole.fit()
+    progress = tmp_path / "progress.safetensors"
+
+    class StopAfterTheFirstEpoch(Callback):
+        def on_epoch_end(self, trainer, record):
+            checkpoints.save_progress(trainer, progress)
+            trainer.should_stop = True
+
+    gan.GanTrainer(config, callbacks=[StopAfterTheFirstEpoch()]).fit()
+    resumed = gan.GanTrainer(config)
+    checkpoints.load_progress(resumed, progress)
+    assert [e.epoch for e in resumed.history] == [1]
+    resumed.fit()
+    assert [(e.epoch, e.d_loss, e.g_loss) for e in resumed.history] == [
+        (e.epoch, e.d_loss, e.g_loss) for e in whole.history]
+    assert all(np.array_equal(a.grid, b.grid) for a, b in zip(resumed.history, whole.history, strict=True))
+    for player in ("generator", "discriminator"):  # both players, to the bit
+        theirs = getattr(whole, player).state_dict()
+        assert all(torch.equal(value, theirs[key]) for key, value in getattr(resumed, player).state_dict().items())
+
+    with pytest.raises(checkpoints.CheckpointError, match="another configuration"):
+        checkpoints.load_progress(gan.GanTrainer(gan.GanConfig(epochs=4, limit=256, batch_size=64, width=8)),
+                                  progress)
+
+
 def test_an_export_stopped_midway_leaves_the_old_file_and_no_leftovers(shipped_generator, tmp_path):
     out = tmp_path / "fake.csv"
     out.write_text("an earlier export\n")

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core import checkpoints, worker, zoo
+from core import checkpoints, gan, worker, zoo
 from core.jobs import GPU_SLOTS, SLOTS_ENV, JobManager, LimitError, Limits, device_slots, fair_order
 from core.training import TrainConfig
 
@@ -249,6 +249,30 @@ def test_a_restart_shows_past_runs_and_resumes_an_interrupted_one_where_it_stopp
     again = JobManager(folder=runs)  # and a later start still shows it, finished
     assert [(j.name, j.status, len(j.epochs)) for j in again.snapshots()] == [("cut short", "done", 4)]
     assert again.snapshots()[0].result["test_accuracy"] == done.result["test_accuracy"]
+
+
+def test_an_interrupted_gan_resumes_from_its_last_finished_epoch(tmp_path):
+    first = JobManager(folder=tmp_path, log_every=10)
+    job = first.submit(gan.GanConfig(epochs=3, limit=3200, batch_size=64, width=8), name="painter", owner="ann")
+    wait_for(lambda: first.snapshot(job).epochs, timeout=180)
+    first.close()  # the server stops with the run part-way
+    restarted = JobManager(folder=tmp_path, log_every=10)
+    try:
+        [interrupted] = restarted.snapshots()
+        kept = interrupted.epochs
+        assert interrupted.status == "interrupted" and 1 <= len(kept) < 3
+        assert restarted.resume(job, owner="ann")
+        done = restarted.wait(job, timeout=300)
+        assert done.status == "done", done.error
+        assert [e["epoch"] for e in done.epochs] == [1, 2, 3]
+        losses = [(e["d_loss"], e["g_loss"]) for e in done.epochs]
+        assert losses[:len(kept)] == [(e["d_loss"], e["g_loss"]) for e in kept]  # kept, not trained again
+        batches = [s["global_step"] for s in done.steps]
+        assert batches == sorted(set(batches)) and batches[-1] == 3 * 50
+        assert done.result["epochs"] == 3 and len(done.result["scores"]["agreement_per_class"]) == 10
+        assert not list((tmp_path / "jobs").glob("*.progress.safetensors"))
+    finally:
+        restarted.close()
 
 
 def test_a_store_that_cannot_be_written_keeps_the_jobs_in_memory_and_says_so(tmp_path):

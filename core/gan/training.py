@@ -132,11 +132,11 @@ class GanTrainer:
         self.history: list[GanEpoch] = []
 
     def fit(self) -> GanResult:
-        """Train G and D against each other for up to ``config.epochs``."""
-        started = time.perf_counter()
+        """Train G and D against each other for up to ``config.epochs``, from the last finished one."""
+        started = time.perf_counter() - sum(e.seconds for e in self.history)
         for callback in self.callbacks:
             callback.on_start(self)
-        for epoch in range(1, self.config.epochs + 1):
+        for epoch in range(len(self.history) + 1, self.config.epochs + 1):
             record = self.train_epoch(epoch)
             if record is None:  # stopped before this epoch's first batch
                 break
@@ -147,6 +147,40 @@ class GanTrainer:
                 break
         return GanResult(self.generator.eval(), self.config, list(self.history), time.perf_counter() - started,
                          describe_device(self.device), self.stopped)
+
+    def state_dict(self) -> tuple[dict[str, Tensor], dict]:
+        """Everything needed to continue after the last finished epoch: tensors, and JSON-ready rest."""
+        tensors: dict[str, Tensor] = {}
+        extras: dict = {"config": asdict(self.config), "param_groups": {}}
+        for player, model, optimizer in self._players():
+            tensors |= {f"{player}.{k}": v for k, v in model.state_dict().items()}
+            state = optimizer.state_dict()
+            for index, moments in state["state"].items():
+                tensors |= {f"{player}_optimizer.{index}.{k}": torch.as_tensor(v) for k, v in moments.items()}
+            extras["param_groups"][player] = state["param_groups"]
+        tensors["rng"] = self.rng.get_state()
+        tensors |= {f"grid.{e.epoch}": torch.from_numpy(e.grid) for e in self.history}
+        extras["history"] = [{k: v for k, v in asdict(e).items() if k != "grid"} for e in self.history]
+        return tensors, extras
+
+    def load_state_dict(self, tensors: dict[str, Tensor], extras: dict) -> None:
+        """Continue a run saved by ``state_dict``; its config must equal this trainer's."""
+        if extras["config"] != asdict(self.config):
+            raise ValueError("the saved run was made with another configuration")
+        for player, model, optimizer in self._players():
+            model.load_state_dict({k[len(player) + 1:]: v for k, v in tensors.items() if k.startswith(f"{player}.")})
+            state: dict[int, dict] = {}
+            for key, value in tensors.items():
+                if key.startswith(f"{player}_optimizer."):
+                    index, name = key[len(player) + len("_optimizer."):].split(".", 1)
+                    state.setdefault(int(index), {})[name] = value  # moved to its parameter's device there
+            optimizer.load_state_dict({"state": state, "param_groups": extras["param_groups"][player]})
+        self.rng.set_state(tensors["rng"])
+        self.history = [GanEpoch(**e, grid=tensors[f"grid.{e['epoch']}"].numpy()) for e in extras["history"]]
+
+    def _players(self) -> list[tuple[str, torch.nn.Module, torch.optim.Optimizer]]:
+        return [("generator", self.generator, self.g_optimizer),
+                ("discriminator", self.discriminator, self.d_optimizer)]
 
     def train_epoch(self, epoch: int) -> GanEpoch | None:
         """One pass over the data; None if stopped before its first batch."""
