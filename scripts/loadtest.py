@@ -7,6 +7,10 @@ runs folder) driven by one headless Chromium with one browser context per tab:
 
 1. Warm-up: one Draw tab opens and draws, so that the one-time costs (imports, loading the models)
    are paid and measured apart (`warmup_cpu_s`).
+   With --returning, every student's browser opens Draw and draws once now, as one that has used the
+   lab before: later its tabs load the lab's scripts (about 110 files) from their cache, as a class
+   does from the second visit on, and the server only runs the pages. Without it every student is a
+   first visit, the worst case.
 2. With --train, a teacher tab starts a LeNet-5 run on all 60,000 images for the most epochs the
    form allows, and reads its images/s alone for --solo-seconds (`solo_img_s`, the median).
 3. M watcher tabs open Train, and once the browser has drawn them (SETTLE_S) they stay for
@@ -79,6 +83,7 @@ class Student:
 @dataclass
 class Report:
     students: int
+    returning: bool  # the students' browsers had opened the lab before (its scripts cached)
     watchers: int
     train: bool
     machine: str
@@ -353,6 +358,20 @@ async def warm_up(browser, server: str, pid: int, timeout_ms: float) -> float:
     return cpu_seconds(pid) - cpu
 
 
+async def visited_before(page, server: str, student: Student):
+    """A student who has used the lab in this browser before: the tab opened Draw and drew once, and a
+    new tab of the same browser (its cache holding the lab's scripts: Streamlit's bundles are named by
+    their content and cached for a year) takes its place, a session of its own."""
+    earlier = Student()
+    await open_draw(page, server, earlier)
+    await draw(page, earlier)
+    student.errors += [f"the earlier visit: {m}" for m in earlier.errors]
+    fresh = await page.context.new_page()
+    fresh.on("pageerror", lambda error: student.errors.append(f"page error: {error}"))
+    await page.close()
+    return fresh
+
+
 async def solo_speeds(browser, server: str, seconds: float, timeout_ms: float) -> tuple[object, list[float]]:
     """The teacher tab starts the run and reads its speed, alone, for `seconds`."""
     teacher, readings, stop = await new_tab(browser, [], timeout_ms), [], asyncio.Event()
@@ -373,6 +392,10 @@ async def run_load(server: str, pid: int, args: argparse.Namespace) -> Report:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             warmup_cpu = await warm_up(browser, server, pid, timeout_ms)
+            students = [Student() for _ in range(args.students)]
+            tabs = [(await new_tab(browser, s.errors, timeout_ms), s) for s in students]
+            if args.returning:
+                tabs = [(await visited_before(pg, server, s), s) for pg, s in tabs]
             trainers, solo = [], []
             if args.train:
                 teacher, solo = await solo_speeds(browser, server, args.solo_seconds, timeout_ms)
@@ -395,8 +418,6 @@ async def run_load(server: str, pid: int, args: argparse.Namespace) -> Report:
             if sampler:
                 await sampler
 
-            students = [Student() for _ in range(args.students)]
-            tabs = [(await new_tab(browser, s.errors, timeout_ms), s) for s in students]
             busy: list[float] = []
             stop = asyncio.Event()
             sampler = asyncio.create_task(sample_speeds(trainers, busy, stop)) if args.train else None
@@ -430,7 +451,7 @@ async def run_load(server: str, pid: int, args: argparse.Namespace) -> Report:
     busy_speed = statistics.median(busy) if busy else None
     watched_speed = statistics.median(watched) if watched else None
     return Report(
-        students=args.students, watchers=args.watchers, train=args.train, machine=machine(),
+        students=args.students, returning=args.returning, watchers=args.watchers, train=args.train, machine=machine(),
         wall_s=time.perf_counter() - began, warmup_cpu_s=warmup_cpu, ramp_s=args.ramp,
         background_cpu_per_s=background, watch_browser_cpu_per_s=watch_browser,
         watched_img_s=watched_speed, watched_readings=len(watched),
@@ -458,7 +479,8 @@ def show(report: Report) -> str:
     r = report
     lines = [
         f"MNIST CNN Lab load test · {r.machine}",
-        f"  {r.students} students, {r.watchers} watchers, training {'on' if r.train else 'off'}; "
+        f"  {r.students} {'returning' if r.returning else 'first-time'} students, {r.watchers} watchers, "
+        f"training {'on' if r.train else 'off'}; "
         f"arriving over {r.ramp_s:g} s; wall {r.wall_s:.1f} s, student phases {r.phase_s:.1f} s",
         f"  answered      {r.answered}/{r.students} (read as 1: {r.correct}); errors {r.errors}",
         f"  canvas ready  p50 {s(r.canvas_ready_p50_s)}  p95 {s(r.canvas_ready_p95_s)}  max {s(r.canvas_ready_max_s)}",
@@ -485,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--students", type=int, required=True, help="tabs that open Draw and draw at once")
     parser.add_argument("--train", action="store_true", help="a LeNet-5 run trains throughout")
+    parser.add_argument("--returning", action="store_true",
+                        help="students whose browsers opened the lab before, so it loads from their cache")
     parser.add_argument("--watchers", type=int, default=None, help="tabs that watch the run (default min(N, 6))")
     parser.add_argument("--json", type=Path, default=None, help="write the report here too")
     parser.add_argument("--port", type=int, default=None, help="the server's port (default: a free one)")

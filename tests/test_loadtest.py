@@ -41,14 +41,14 @@ def test_three_students_draw_while_a_run_trains(tmp_path):
     _require_browser()
     out = tmp_path / "load.json"
     done = subprocess.run(
-        [sys.executable, "scripts/loadtest.py", "--students", "3", "--watchers", "2", "--train",
+        [sys.executable, "scripts/loadtest.py", "--students", "3", "--watchers", "2", "--train", "--returning",
          "--solo-seconds", "4", "--watch-seconds", "4", "--ramp", "2", "--timeout", "120", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=400,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())
     assert set(report) == {f.name for f in fields(loadtest.Report)}
-    assert (report["students"], report["watchers"], report["train"]) == (3, 2, True)
+    assert (report["students"], report["watchers"], report["train"], report["returning"]) == (3, 2, True, True)
     assert report["answered"] == 3 and report["errors"] == 0 and report["error_messages"] == []
     assert report["server_cpu_per_student_s"] >= report["server_cpu_per_student_net_s"] >= 0
     assert report["warmup_cpu_s"] > 0
