@@ -10,6 +10,7 @@ page = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url
 # After st.navigation, so that the browser tab names the page it shows.
 st.set_page_config(page_title=f"{page.title} · MNIST CNN Lab", page_icon=":material/neurology:", layout="wide")
 
+ui.answer_with_page_threads()
 ui.session_id()  # every run: a page switch drops the owner token from the address, and this puts it back
 
 # Drawn before the page runs, so that the page can read the chosen dataset (ui.dataset()).

@@ -15,12 +15,13 @@ from typing import NamedTuple
 
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 
 from core import checkpoints, gan
 from core.cost import architecture_size
-from core.jobs import JobConfig, JobManager, JobSnapshot
+from core.jobs import JobConfig, JobManager, JobSnapshot, worker_threads
 from core.models import get_card
-from core.predict import Ensemble
+from core.predict import PAGE_THREADS, Ensemble
 from core.training import clock, describe_device
 
 DATASET_KEY = "dataset"
@@ -91,9 +92,16 @@ def generator(path: str, date: str) -> gan.Generator:
     return gan.load_generator(path)
 
 
+def answer_with_page_threads() -> None:
+    """Every script run: torch's threads for what this page computes (``predict.PAGE_THREADS``). It is
+    this thread's setting, and the one that threads started after it inherit (the later script runs)."""
+    torch.set_num_threads(PAGE_THREADS)
+
+
 @st.cache_data
 def device_name() -> str:
-    return describe_device()
+    """The device the runs train on, as their workers describe it."""
+    return describe_device(threads=worker_threads("cpu", job_manager().slots))
 
 
 OWNER_PARAM = "student"  # the query parameter that carries who a tab belongs to

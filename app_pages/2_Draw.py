@@ -8,6 +8,7 @@ from streamlit_drawable_canvas import st_canvas
 
 import ui
 from core import data, preprocess
+from core.training import describe_device
 
 TEXT = {
     "title": "Draw",
@@ -117,7 +118,7 @@ with right:
                                                names=", ".join(map(ui.plain, dissenters))))
         else:
             st.success(TEXT["agree"].format(total=len(prediction.answers)))
-        st.caption(TEXT["timing"].format(ms=milliseconds, device=ui.device_name()))
+        st.caption(TEXT["timing"].format(ms=milliseconds, device=describe_device()))  # the page's own threads
     for name, problem in (models.problems | prediction.left_out).items():
         st.warning(TEXT["left_out"].format(name=ui.plain(name), problem=problem))
 

@@ -166,7 +166,7 @@ st.dataframe(
 )
 about, report = st.columns([3, 2], gap="large")
 with about:
-    machines = " and ".join(bench.describe_machine(device) for device in bench.speed_devices())
+    machines = " and ".join(zoo.timing_machine(device) for device in bench.speed_devices())
     st.caption(TEXT["table_caption"].format(machines=machines))
     st.download_button(TEXT["csv"], frame.to_csv(index=False), file_name="mnist-lab-zoo.csv", mime="text/csv",
                        icon=":material/download:")

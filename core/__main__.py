@@ -291,7 +291,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def bench_zoo(args: argparse.Namespace) -> int:
     devices = bench.speed_devices() if args.device is None else [resolve_device(args.device)]
-    machines = [bench.describe_machine(device) for device in devices]
+    machines = [zoo.timing_machine(device) for device in devices]
     print(f"timing the zoo on {' and '.join(machines)}", file=sys.stderr, flush=True)
     rows = zoo.zoo_table(checkpoints.find_models(args.dataset), devices=devices, refresh=args.refresh,
                          repeats=args.repeats, progress=step_progress)

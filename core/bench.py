@@ -20,14 +20,14 @@ from torchvision import datasets, transforms
 
 from core import data, preprocess
 from core.models import evaluating, get_model
-from core.predict import Ensemble
+from core.predict import PAGE_THREADS, Ensemble, torch_threads
 from core.training import TrainConfig, Trainer, autocast, describe_device, resolve_device, use_channels_last
 
 
-def describe_machine(device: torch.device | str | None = None) -> str:
-    """Where a figure was measured: the device, the CPU and the torch version."""
+def describe_machine(device: torch.device | str | None = None, *, threads: int | None = None) -> str:
+    """Where a figure was measured: the device (with ``threads`` on a CPU), the CPU and the torch version."""
     cpu = platform.processor() or platform.machine()
-    return f"{describe_device(device)}; {cpu}; torch {torch.__version__}"
+    return f"{describe_device(device, threads=threads)}; {cpu}; torch {torch.__version__}"
 
 
 def _sync(device: torch.device) -> None:
@@ -118,7 +118,8 @@ def pipeline_benchmark(
 
 
 def draw_latency(dataset: str = "mnist", *, repeats: int = 50, data_root: str | None = None) -> dict:
-    """Milliseconds from a 280x280 drawing to every shipped model's answer: the Draw page's work.
+    """Milliseconds from a 280x280 drawing to every shipped model's answer: the Draw page's work, with
+    the torch threads a page has (``PAGE_THREADS``).
 
     The drawing is a test digit painted at canvas size; preprocessing and all models are timed
     together, and the median of ``repeats`` runs is reported (after one warm-up).
@@ -130,11 +131,12 @@ def draw_latency(dataset: str = "mnist", *, repeats: int = 50, data_root: str | 
     grey = np.kron(digit, np.ones((10, 10), dtype=np.uint8))  # 28 -> 280 pixels, like a canvas
     canvas = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
     timings = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        ensemble.predict(preprocess.prepare(canvas).tensor(dataset))
-        timings.append(1000 * (time.perf_counter() - start))
-    return {"dataset": dataset, "models": len(ensemble), "repeats": repeats,
+    with torch_threads(PAGE_THREADS):
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            ensemble.predict(preprocess.prepare(canvas).tensor(dataset))
+            timings.append(1000 * (time.perf_counter() - start))
+    return {"dataset": dataset, "models": len(ensemble), "threads": PAGE_THREADS, "repeats": repeats,
             "median_ms": round(statistics.median(timings[1:]), 2)}
 
 

@@ -212,6 +212,12 @@ def device_slots(device: str | None = None) -> dict[str, int]:
     return {d: int(setting) if setting else (GPU_SLOTS if d.startswith("cuda") else 1) for d in devices}
 
 
+def worker_threads(device: str, slots: dict[str, int]) -> int | None:
+    """The torch threads a run's worker gets on ``device``: on the CPU, its share of the cores between the
+    CPU's slots; None leaves torch's own count (a GPU's runs)."""
+    return max(1, (os.cpu_count() or 1) // slots.get(device, 1)) if device == "cpu" else None
+
+
 def _killed(exitcode: int | None) -> str:
     """Why a worker ended without a word, for its failed job."""
     if exitcode is not None and exitcode < 0:
@@ -239,9 +245,8 @@ class JobManager:
         log_every: int = 10,
         slots: dict[str, int] | None = None,
         teacher_key: str | None = None,
-        threads: int | None = None,
     ) -> None:
-        self.data_root, self.log_every, self.threads = data_root, log_every, threads
+        self.data_root, self.log_every = data_root, log_every
         self.folder = folder or checkpoints.runs_dir()
         self.slots = slots or device_slots(device)
         self.teacher_key = os.environ.get(TEACHER_ENV, "") if teacher_key is None else teacher_key
@@ -507,14 +512,10 @@ class JobManager:
     def _launch(self, job: _Job, device: str) -> None:
         """Start a worker process for a job (``python -m core.worker``: a fresh interpreter, for a fork would
         copy the server's threads, locks and CUDA state), and a thread that follows what it says."""
-        threads = self.threads
-        # the cores shared between the CPU's slots; a timing job times with the thread count the pages use
-        if threads is None and device == "cpu" and job.kind != "timing":
-            threads = max(1, (os.cpu_count() or 1) // self.slots[device])
         request = worker.Request(
             job_id=job.id, name=job.name, owner=job.owner, config=job.config, folder=self.folder,
             progress_file=self._progress_file(job), resume=job.resume, device=device, data_root=self.data_root,
-            threads=threads)
+            threads=worker_threads(device, self.slots))
         messages_read, messages_write = os.pipe()
         control_read, control_write = os.pipe()
         try:

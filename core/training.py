@@ -230,15 +230,16 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
-def describe_device(device: str | torch.device | None = None) -> str:
-    """A short human name: 'NVIDIA H200 (139 GiB)' or 'CPU, 2 threads'."""
+def describe_device(device: str | torch.device | None = None, *, threads: int | None = None) -> str:
+    """A short human name: 'NVIDIA H200 (139 GiB)' or 'CPU, 2 threads' (``threads``, or as many as torch
+    uses in this thread)."""
     device = resolve_device(device)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
     if device.type == "mps":
         return "Apple GPU (mps)"
-    threads = torch.get_num_threads()
+    threads = threads or torch.get_num_threads()
     return f"CPU, {threads} thread{'s' if threads > 1 else ''}"
 
 

@@ -2,6 +2,8 @@
 
 Speed belongs to an architecture, not to its weights, and is slow to measure on a CPU: it is cached
 on this machine beside its runs (``checkpoints.cache_dir()``, outside git), per machine and architecture.
+It is measured with the torch threads a page answers with (``predict.PAGE_THREADS``), whoever asks: the
+latency is what the Draw page sees, and every caller reads the same figures.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from core.checkpoints import ModelRecord
 from core.cost import architecture_size, weights_megabytes
 from core.metrics import Predictions, cached_predictions, model_predictions
 from core.models import get_model
+from core.predict import PAGE_THREADS, torch_threads
 
 Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what runs now)
 
@@ -85,13 +88,13 @@ def architecture_speeds(
 
     Speed belongs to the architecture, not to its trained weights, so it is timed on a freshly
     built model and shared by every trained model of that architecture. Figures missing from the
-    cache (all of them with ``refresh``) are measured now and saved under ``describe_machine``:
-    another machine, another torch or another thread count measures anew. Without ``measure`` they
-    are left out: what a page shows while a TimingJob measures them.
+    cache (all of them with ``refresh``) are measured now and saved under ``timing_machine``: another
+    machine or another torch measures anew. Without ``measure`` they are left out: what a page shows
+    while a TimingJob measures them.
     """
     devices = speed_devices() if devices is None else devices
     progress = progress or _no_progress
-    machines = {device.type: describe_machine(device) for device in devices}
+    machines = {device.type: timing_machine(device) for device in devices}
     cached = _read_speeds()
     speeds: dict[Architecture, dict[str, Speed]] = {}
     todo = []
@@ -112,7 +115,8 @@ def architecture_speeds(
         arch, num_classes, width = architecture
         progress(done, len(todo), f"timing {arch} on the {'CPU' if device.type == 'cpu' else 'GPU'}")
         model = get_model(arch, num_classes=num_classes, width=width).to(device)
-        speeds[architecture][device.type] = measure_speed(model, batch_size=batch_size, repeats=repeats)
+        with torch_threads(PAGE_THREADS):
+            speeds[architecture][device.type] = measure_speed(model, batch_size=batch_size, repeats=repeats)
     if todo:
         progress(len(todo), len(todo), "done")
         with _speed_lock:  # read again: another session may have saved figures meanwhile
@@ -123,6 +127,11 @@ def architecture_speeds(
             text = json.dumps({"format": _SPEED_FORMAT, "machines": machines_now}, indent=1)
             checkpoints.write_atomic(checkpoints.cache_dir() / _SPEED_FILE, (text + "\n").encode("utf-8"))
     return speeds
+
+
+def timing_machine(device: torch.device) -> str:
+    """Where the zoo's speeds were measured: ``describe_machine`` with the pages' threads."""
+    return describe_machine(device, threads=PAGE_THREADS)
 
 
 @dataclass(frozen=True)

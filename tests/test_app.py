@@ -12,8 +12,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import ui
-from core.jobs import JobSnapshot
-from core.training import TrainConfig
+from core.jobs import JobSnapshot, device_slots, worker_threads
+from core.predict import PAGE_THREADS
+from core.training import TrainConfig, describe_device
 
 REPO = Path(__file__).resolve().parent.parent
 HOME = ui.PAGES[0].file
@@ -45,7 +46,7 @@ def test_home_shows_the_device_and_model_counts():
     labels = [m.label for m in at.metric]
     assert labels == ["Running on", "Trained models · MNIST", "Trained models · Fashion-MNIST"]
     assert [link.value for link in at.page_link] == [p.title for p in ui.PAGES[1:]]
-    assert "CPU" in at.metric[0].value or "GPU" in at.metric[0].value or "NVIDIA" in at.metric[0].value
+    assert at.metric[0].value == describe_device(threads=worker_threads("cpu", device_slots()))  # where runs train
 
 
 def run_until(at: AppTest, done, timeout: float = 120) -> AppTest:
@@ -165,6 +166,8 @@ def test_draw_page_shows_the_stages_and_every_models_answer(mnist_test):
                         "normalised (mean 0, sd 1)"]
     consensus = next(m.value for m in at.markdown if "class='consensus'" in m.value)
     assert ">7</div>" in consensus
+    # answered with the page's torch threads, and said so
+    assert any(f"on CPU, {PAGE_THREADS} thread" in c.value for c in at.caption if "all models" in c.value)
     [table] = at.dataframe
     student = at.session_state["session_id"]  # the shipped models and this student's runs: none yet
     assert len(table.value) == len([r for r in checkpoints.find_models("mnist") if r.seen_by(student)])

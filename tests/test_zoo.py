@@ -12,6 +12,7 @@ import torch
 
 from core import bench, checkpoints, cost, zoo
 from core.models import list_models
+from core.predict import PAGE_THREADS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,7 +28,7 @@ def test_zoo_table_times_each_architecture_once_and_caches_it(tmp_path, monkeypa
     records = cheapest_shipped[:2]
     records = [*records, checkpoints.ModelRecord(**{**records[0].to_json(), "name": "a twin"},
                                                  folder=records[0].folder)]
-    steps = []
+    steps, threads = [], torch.get_num_threads()
     rows = zoo.zoo_table(records, devices=[torch.device("cpu")], repeats=1,
                              progress=lambda done, total, what: steps.append((done, total, what)))
     assert [row.name for row in rows] == [r.name for r in records]
@@ -40,16 +41,19 @@ def test_zoo_table_times_each_architecture_once_and_caches_it(tmp_path, monkeypa
     assert (rows[2].cpu_latency_ms, rows[2].cpu_images_per_s) == (rows[0].cpu_latency_ms, rows[0].cpu_images_per_s)
 
     cache = json.loads((tmp_path / "cache" / "speed.json").read_text())
-    figures = cache["machines"][bench.describe_machine("cpu")]
+    # measured with the threads a page answers with, whoever asks: the figures the pages show
+    assert zoo.timing_machine(torch.device("cpu")).startswith(f"CPU, {PAGE_THREADS} thread")
+    figures = cache["machines"][zoo.timing_machine(torch.device("cpu"))]
     assert len(figures) == 2 and all(f["repeats"] == 1 and f["batch_size"] == 256 for f in figures.values())
 
     timed = []
-    monkeypatch.setattr(zoo, "measure_speed", lambda model, **options: timed.append(model) or
+    monkeypatch.setattr(zoo, "measure_speed", lambda model, **options: timed.append(torch.get_num_threads()) or
                         bench.Speed(1.0, 2.0, options["batch_size"], options["repeats"]))
     again = zoo.zoo_table(records, devices=[torch.device("cpu")], repeats=1)
     assert not timed and [row.cpu_latency_ms for row in again] == [row.cpu_latency_ms for row in rows]
     fresh = zoo.zoo_table(records, devices=[torch.device("cpu")], repeats=1, refresh=True)
-    assert len(timed) == 2 and all(row.cpu_latency_ms == 1.0 for row in fresh)
+    assert timed == [PAGE_THREADS, PAGE_THREADS] and all(row.cpu_latency_ms == 1.0 for row in fresh)
+    assert torch.get_num_threads() == threads  # and this thread's own count is left as it was
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -64,7 +68,7 @@ def test_bench_zoo_prints_every_model_as_json_and_as_text():
     records = checkpoints.find_models()
     assert [row["name"] for row in report["models"]] == [r.name for r in records]
     assert all(row["cpu_latency_ms"] > 0 and row["cpu_images_per_s"] > 0 for row in report["models"])
-    assert report["machines"][0] == bench.describe_machine("cpu")
+    assert report["machines"][0] == zoo.timing_machine(torch.device("cpu"))
     assert [f["family"] for f in report["lab_report"]["figures"]][:2] == ["LeNet", "AlexNet"]
 
     done = run_cli("bench", "--zoo", "--dataset", "mnist")
