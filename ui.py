@@ -39,7 +39,7 @@ class PageSpec(NamedTuple):
 # The app's navigation, in the order the sidebar shows it; the first is the home page, served at "/".
 # url_path is the name Streamlit infers from the file, which AppTest.switch_page uses before a first run.
 # The files are not in pages/: beside a pages/ folder, Streamlit runs a server's first request (and every
-# AppTest run) through its older folder navigation, which opens a deep link without app.py's sidebar.
+# AppTest run) through its older folder navigation, which opens a deep link without lab.py's sidebar.
 PAGES = [
     PageSpec("app_pages/0_Home.py", "Home", ":material/home:", "Home"),
     PageSpec("app_pages/1_Train.py", "Train", ":material/model_training:", "Train"),
@@ -112,7 +112,7 @@ def session_id() -> str:
     """Who owns the jobs started from this browser tab: a random token kept in the tab's address
     (``?student=...``), so that a reload or a page switch keeps a student's runs and their Stop buttons.
 
-    app.py calls it on every run, since a page switch drops the address's query. 64 random bits: one
+    lab.py calls it on every run, since a page switch drops the address's query. 64 random bits: one
     student cannot guess another's token and stop their runs. A tab opened without one gets a new one.
     """
     token = st.query_params.get(OWNER_PARAM, "")
@@ -124,7 +124,7 @@ def session_id() -> str:
 
 
 def dataset() -> str:
-    """The dataset chosen in the sidebar; app.py draws its radio before it runs any page."""
+    """The dataset chosen in the sidebar; lab.py draws its radio before it runs any page."""
     return st.session_state[DATASET_KEY]
 
 

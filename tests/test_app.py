@@ -23,7 +23,7 @@ HOME = ui.PAGES[0].file
 def open_page(page: str = HOME) -> AppTest:
     """Start at the entry point and switch to the page, as the browser does."""
     # Generous for a slow 2-core machine busy with other tests: a hang, not a slow page, should fail here.
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+    at = AppTest.from_file(str(REPO / "lab.py"), default_timeout=300)
     at.switch_page(page)
     return at.run()
 
@@ -156,7 +156,7 @@ def test_draw_page_shows_the_stages_and_every_models_answer(mnist_test):
 
     seven = mnist_test.images[0].numpy()  # the first test digit is a 7
     grey = np.kron(seven, np.ones((10, 10), dtype=np.uint8))
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at = AppTest.from_file(str(REPO / "lab.py"), default_timeout=120)
     at.switch_page("app_pages/2_Draw.py")
     at.session_state["draw_canvas"] = canvas_state(np.dstack([grey] * 3 + [np.full_like(grey, 255)]))
     at.run()
@@ -175,7 +175,7 @@ def test_draw_page_shows_the_stages_and_every_models_answer(mnist_test):
 
 def on_the_canvas(state: dict) -> AppTest:
     """The Draw page after the canvas component reported `state`."""
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at = AppTest.from_file(str(REPO / "lab.py"), default_timeout=120)
     at.switch_page("app_pages/2_Draw.py")
     at.session_state["draw_canvas"] = state
     return at.run()
@@ -243,7 +243,7 @@ def test_draw_page_reads_a_grey_and_alpha_canvas_and_keeps_it_across_pages(mnist
 
 @pytest.mark.parametrize("given", [None, "0123456789abcdef", "not-a-token", "<script>"])
 def test_a_tab_belongs_to_the_token_in_its_address_or_to_a_new_one(given):
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+    at = AppTest.from_file(str(REPO / "lab.py"), default_timeout=300)
     if given is not None:
         at.query_params[ui.OWNER_PARAM] = given
     at.run()
@@ -274,7 +274,7 @@ def test_a_student_sees_their_own_runs_everyone_s_on_request_and_deletes_only_th
     shipped = len(checkpoints.find_models("mnist", include_runs=False))
 
     def tab(owner: str, page: str = HOME) -> AppTest:
-        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+        at = AppTest.from_file(str(REPO / "lab.py"), default_timeout=300)
         at.query_params[ui.OWNER_PARAM] = owner
         at.switch_page(page)
         return at.run()

@@ -263,9 +263,9 @@ def test_commands_and_pages_work_with_a_broken_runs_manifest(runs, mnist_test):
     assert row["consensus"]["digit"] == 7
     assert len(row["models"]) == len(checkpoints.find_models("mnist", include_runs=False))
     assert "warning: " in done.stderr and "is not a valid manifest" in done.stderr
-    for page in ("app.py", "app_pages/1_Train.py"):
-        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-        if page != "app.py":
+    for page in ("lab.py", "app_pages/1_Train.py"):
+        at = AppTest.from_file(str(REPO / "lab.py"), default_timeout=120)
+        if page != "lab.py":
             at.switch_page(page)
         at.run()
         assert not at.exception, page
@@ -427,7 +427,7 @@ def test_a_run_named_like_a_shipped_model_is_labelled_as_a_run(runs):
     assert record.name == "lenet5" and record.label == "lenet5 (run)"
     labels = [r.label for r in checkpoints.find_models("mnist")]
     assert labels.count("lenet5") == 1 and labels.count("lenet5 (run)") == 1
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at = AppTest.from_file(str(REPO / "lab.py"), default_timeout=120)
     at.switch_page("app_pages/4_Inside.py")
     at.run()
     [everyone] = [t for t in at.sidebar.toggle if t.label == "Everyone's runs"]  # a command-line run is no student's

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import server as server_module
 import ui
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,6 +107,22 @@ def test_a_deep_link_as_the_first_request_shows_the_page_and_the_page_list(serve
              for link in links.all()]
     assert shown == [(spec.title, _url(server, spec)) for spec in ui.PAGES]
     expect(_current_link(page)).to_have_attribute("href", f"{server}/Train")
+
+
+def test_the_frontend_comes_from_memory_and_the_page_works(server, page):
+    from playwright.sync_api import expect
+
+    frontend = []
+    page.on("response", lambda r: frontend.append(r) if "/static/" in r.url else None)
+    page.goto(f"{server}/Draw")
+    expect(page.get_by_role("heading", name="Draw", exact=True)).to_be_visible(timeout=60_000)
+    assert len(frontend) > 50  # the first visit fetches Streamlit's bundles
+    for response in frontend:
+        # Streamlit's own file handler would add an etag; server.FrontendFromMemory sends none
+        assert response.status == 200 and "etag" not in response.headers, response.url
+        assert response.headers["cache-control"] == "public, immutable, max-age=31536000", response.url
+        name = response.url.split("/static/", 1)[1]
+        assert response.body() == (server_module.FRONTEND / "static" / name).read_bytes(), response.url
 
 
 def _owner(url: str) -> str:

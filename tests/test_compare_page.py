@@ -32,7 +32,7 @@ def cheap_models() -> list[str]:
 
 
 def open_compare(models: list[str]) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
+    at = AppTest.from_file(str(REPO / "lab.py"), default_timeout=180)
     at.switch_page(PAGE)
     at.session_state["compare_models_mnist"] = models
     return at.run()

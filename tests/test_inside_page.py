@@ -22,7 +22,7 @@ VIEWS = ["Feature maps", "Filters", "Saliency and Grad-CAM", "Occlusion", "One c
 
 def open_inside(**session) -> AppTest:
     """Start at the entry point and switch to the page, as the browser does, with a prepared session."""
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at = AppTest.from_file(str(REPO / "lab.py"), default_timeout=120)
     at.switch_page(PAGE)
     for key, value in session.items():
         at.session_state[key] = value
