@@ -47,6 +47,7 @@ KINDS: dict[str, type] = {"classifier": TrainConfig, "gan": gan.GanConfig, "timi
 
 SLOTS_ENV = "MNIST_LAB_SLOTS"  # runs at once per device
 TEACHER_ENV = "MNIST_LAB_TEACHER_KEY"  # the key that unlocks teacher mode; unset: no teacher mode
+THREADS_ENV = "MNIST_LAB_THREADS"  # torch threads of a run on the CPU; unset: the cores but one, between slots
 GPU_SLOTS = 3  # small classroom runs leave a GPU mostly idle; three share one well
 
 
@@ -213,16 +214,22 @@ def device_slots(device: str | None = None) -> dict[str, int]:
 
 
 def worker_threads(device: str, slots: dict[str, int]) -> int | None:
-    """The torch threads a run's worker gets on ``device``: on the CPU, its share of the cores but one,
-    which is the pages'; None leaves torch's own count (a GPU's runs).
+    """The torch threads a run's worker gets on ``device``: on the CPU ``MNIST_LAB_THREADS``, else its
+    share of the cores but one, which is the pages'; None leaves torch's own count (a GPU's runs).
 
     A run's threads wait for each other at every operation, so one of them held off its core by the
     pages or a browser holds up the others: on 2 cores with 6 tabs watching, a LeNet-5 run with 2
     threads trained at 2-146 % of its solo speed (0.49 median), with 1 thread at 91-114 %, and faster
     than with 2 in absolute terms (3,900-4,600 images/s against 2,600-3,400).
     """
-    cores = os.cpu_count() or 1
-    return max(1, (cores - 1) // slots.get(device, 1)) if device == "cpu" else None
+    if device != "cpu":
+        return None
+    setting = os.environ.get(THREADS_ENV, "").strip()
+    if setting:
+        if not (setting.isdigit() and int(setting) >= 1):
+            raise ValueError(f"{THREADS_ENV}={setting!r}: a run's threads must be a whole number, at least 1")
+        return int(setting)
+    return max(1, ((os.cpu_count() or 1) - 1) // slots.get(device, 1))
 
 
 def _killed(exitcode: int | None) -> str:

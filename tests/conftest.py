@@ -3,15 +3,19 @@ never write runs into the checkout."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from core import checkpoints, cost, data
+from core import checkpoints, cost, data, jobs
 
 
 @pytest.fixture(autouse=True, scope="session")
 def runs_outside_the_checkout(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(checkpoints.RUNS_ENV, str(tmp_path_factory.mktemp("runs")))
+        # The tests' runs train on every core: no page waits for a core here, and the suite takes minutes less.
+        patch.setenv(jobs.THREADS_ENV, str(os.cpu_count() or 1))
         yield
 
 

@@ -17,7 +17,17 @@ import torch
 from safetensors.torch import load_file
 
 from core import checkpoints, gan, worker, zoo
-from core.jobs import GPU_SLOTS, SLOTS_ENV, JobManager, LimitError, Limits, device_slots, fair_order
+from core.jobs import (
+    GPU_SLOTS,
+    SLOTS_ENV,
+    THREADS_ENV,
+    JobManager,
+    LimitError,
+    Limits,
+    device_slots,
+    fair_order,
+    worker_threads,
+)
 from core.training import TrainConfig
 
 TINY = TrainConfig(arch="lenet5", epochs=2, limit=300, batch_size=50)
@@ -156,6 +166,22 @@ def test_slots_per_device(monkeypatch):
     if torch.cuda.is_available():
         monkeypatch.delenv(SLOTS_ENV)
         assert set(device_slots().values()) == {GPU_SLOTS}
+
+
+def test_a_run_on_the_cpu_leaves_a_core_to_the_pages_unless_told(monkeypatch):
+    monkeypatch.delenv(THREADS_ENV)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert worker_threads("cpu", {"cpu": 1}) == 15
+    assert worker_threads("cpu", {"cpu": 3}) == 5  # the 15 shared between three slots
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert worker_threads("cpu", {"cpu": 1}) == 1
+    assert worker_threads("cpu", {"cpu": 3}) == 1
+    assert worker_threads("cuda:0", {"cuda:0": 3}) is None  # torch's own
+    monkeypatch.setenv(THREADS_ENV, "2")
+    assert worker_threads("cpu", {"cpu": 1}) == 2
+    monkeypatch.setenv(THREADS_ENV, "0")
+    with pytest.raises(ValueError, match="MNIST_LAB_THREADS='0'"):
+        worker_threads("cpu", {"cpu": 1})
 
 
 def test_limits_are_refused_with_the_limit_said(manager):
