@@ -281,7 +281,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     draw = report["draw"]
     if draw["models"]:
         print(f"drawing to answers: preprocessing + {draw['models']} shipped {draw['dataset']} models, "
-              f"median of {draw['repeats']}: {draw['median_ms']:.1f} ms")
+              f"median of {draw['repeats']} with a page's {draw['threads']} torch thread(s): "
+              f"{draw['median_ms']:.1f} ms")
     else:
         print(f"drawing to answers: no shipped {draw['dataset']} models to time")
     for epoch in report.get("cgan_epoch", []):
