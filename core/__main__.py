@@ -263,9 +263,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report["draw"] = bench.draw_latency(args.dataset or "mnist", data_root=args.data)
     if not args.skip_cgan:
         print("timing one CGAN epoch on each device ...", file=sys.stderr, flush=True)
+        images = min(args.cgan_images or data.TRAIN_SIZE, data.TRAIN_SIZE)
         report["cgan_epoch"] = [
-            {"device": bench.describe_machine(d),
-             "seconds": round(gan.epoch_seconds(device=d, dataset=args.dataset or "mnist", data_root=args.data), 1)}
+            {"device": bench.describe_machine(d), "images": images,
+             "seconds": round(gan.epoch_seconds(device=d, dataset=args.dataset or "mnist", data_root=args.data,
+                                                limit=args.cgan_images), 1)}
             for d in bench.speed_devices()]
     if args.json:
         emit(report)
@@ -286,7 +288,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(f"drawing to answers: no shipped {draw['dataset']} models to time")
     for epoch in report.get("cgan_epoch", []):
-        print(f"one CGAN epoch (60,000 images, batch 128) on {epoch['device']}: {epoch['seconds']:.1f} s")
+        print(f"one CGAN epoch ({epoch['images']:,} images, batch 128) on {epoch['device']}: {epoch['seconds']:.1f} s")
     return 0
 
 
@@ -604,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--dataset", choices=list(data.DATASETS),
                              help="the drawing figure's dataset (default mnist); with --zoo, only its models")
     bench_parser.add_argument("--skip-cgan", action="store_true", help="leave out the CGAN epoch (a minute on a CPU)")
+    bench_parser.add_argument("--cgan-images", type=int, default=None, metavar="N",
+                              help="time the CGAN epoch on the first N training images (default: all)")
     bench_parser.add_argument("--zoo", action="store_true",
                              help="every trained model's size, accuracy, training cost, and latency and throughput on "
                             "this machine's CPU and GPU (cached per machine)")

@@ -100,7 +100,7 @@ def test_every_command_has_help(command):
 
 
 def test_bench_json_reports_both_pipelines():
-    done = run_cli("bench", "--batches", "10", "--rounds", "2", "--json")
+    done = run_cli("bench", "--batches", "10", "--rounds", "2", "--cgan-images", "1280", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     pipeline = report["pipeline"]
@@ -114,6 +114,7 @@ def test_bench_json_reports_both_pipelines():
         assert draw["median_ms"] > 0 and draw["repeats"] == 50
     [cpu, *gpu] = report["cgan_epoch"]  # one whole epoch of the CGAN, timed on each device
     assert "CPU" in cpu["device"] and cpu["seconds"] > 0 and len(gpu) == torch.cuda.is_available()
+    assert cpu["images"] == 1280
 
 
 def test_train_ship_writes_float16_weights_their_own_accuracy_and_their_answers(tmp_path, monkeypatch, capsys):

@@ -251,6 +251,8 @@ def train_gan(
 
 
 def epoch_seconds(*, device: str | torch.device | None = None, dataset: str = "mnist",
-                  data_root: str | None = None) -> float:
-    """How long one epoch of the default recipe takes (the whole training set), for ``bench``."""
-    return train_gan(GanConfig(dataset=dataset, epochs=1), device=device, data_root=data_root).history[0].seconds
+                  data_root: str | None = None, limit: int | None = None) -> float:
+    """How long one epoch of the default recipe takes (the whole training set, or its first ``limit``
+    images), for ``bench``."""
+    config = GanConfig(dataset=dataset, epochs=1, limit=limit)
+    return train_gan(config, device=device, data_root=data_root).history[0].seconds
