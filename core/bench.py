@@ -85,7 +85,8 @@ def pipeline_benchmark(
     def trainer(augment: bool) -> Trainer:
         config = TrainConfig(
             arch=arch, epochs=rounds + 1, batch_size=batch_size, lr=1e-3, optimizer="adamw",
-            schedule="constant", augment=augment, val_split=0.0, limit=batches * batch_size, log_every=batches,
+            schedule="constant", augment=augment, val_split=0.0, patience=0, limit=batches * batch_size,
+            log_every=batches,
         )
         return Trainer(config, device=device, data_root=data_root)
 
@@ -134,7 +135,7 @@ def draw_latency(dataset: str = "mnist", *, repeats: int = 50, data_root: str | 
     with torch_threads(PAGE_THREADS):
         for _ in range(repeats + 1):
             start = time.perf_counter()
-            ensemble.predict(preprocess.prepare(canvas).tensor(dataset))
+            ensemble.predict(preprocess.prepare(canvas, dataset=dataset).tensor(dataset))
             timings.append(1000 * (time.perf_counter() - start))
     return {"dataset": dataset, "models": len(ensemble), "threads": PAGE_THREADS, "repeats": repeats,
             "median_ms": round(statistics.median(timings[1:]), 2)}

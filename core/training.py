@@ -85,6 +85,8 @@ class TrainConfig:
             ("erase", 0 <= self.erase <= 1, "in [0, 1]"),
             ("val_split", 0 <= self.val_split <= 0.5, "between 0 and 0.5"),
             ("patience", self.patience >= 0, "0 (off) or more"),
+            ("patience", self.patience == 0 or self.val_split > 0,
+             "0 when val_split is 0: early stopping watches the validation split's loss"),
             ("limit", self.limit is None or self.limit >= 10, "at least 10 images"),
             ("width", MIN_WIDTH <= self.width <= MAX_WIDTH, f"between {MIN_WIDTH} and {MAX_WIDTH}"),
             ("log_every", self.log_every >= 1, "at least 1"),
@@ -120,6 +122,15 @@ class Progress:
     @property
     def progress(self) -> float:
         return self.global_step / (self.epochs * self.steps_per_epoch)
+
+
+MIN_CURVE_POINTS = 20  # step reports a run makes at least, where it has that many batches
+
+
+def report_every(log_every: int, total_steps: int) -> int:
+    """Batches between step reports: ``log_every``, or fewer in a run too short for it to draw a curve (500
+    images for one epoch are 4 batches: every 10th batch reported it as one point, a chart with no line)."""
+    return max(1, min(log_every, total_steps // MIN_CURVE_POINTS))
 
 
 def clock(seconds: float | None) -> str:
@@ -160,7 +171,7 @@ class Callback:
     def on_start(self, trainer: Trainer | GanTrainer) -> None: ...
 
     def on_step(self, trainer: Trainer | GanTrainer, event: StepEvent | GanStep) -> None:
-        """Every ``config.log_every`` batches and at each epoch's end."""
+        """Every ``trainer.log_every`` batches and at each epoch's end."""
 
     def on_epoch_end(self, trainer: Trainer | GanTrainer, event: EpochEvent | GanEpoch) -> None: ...
 
@@ -500,6 +511,7 @@ class Trainer:
         self.optimizer = _make_optimizer(self.model, config, self.device)
         self.steps_per_epoch = math.ceil(len(self.train_split) / config.batch_size)
         self.schedule = _make_schedule(self.optimizer, config, config.epochs * self.steps_per_epoch)
+        self.log_every = report_every(config.log_every, config.epochs * self.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation, on the CPU
         self.background = data.background(config.dataset)
         self.mirror = spec.mirror
@@ -666,7 +678,7 @@ class Trainer:
             interval_loss += loss.detach() * n
             interval_correct += (logits.argmax(1) == labels).sum()
             interval_seen += n
-            if step % config.log_every == 0 or step == self.steps_per_epoch:
+            if step % self.log_every == 0 or step == self.steps_per_epoch:
                 mean_loss = interval_loss.item() / interval_seen  # the one host sync per interval
                 if self.diverged(mean_loss):
                     self.train_seconds += time.perf_counter() - epoch_start

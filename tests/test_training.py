@@ -130,6 +130,28 @@ def test_bad_settings_are_named(field, value, message):
         config.validate()
 
 
+def test_early_stopping_without_a_validation_split_is_refused_with_the_fix_said():
+    with pytest.raises(ValueError, match="patience must be 0 when val_split is 0: early stopping watches"):
+        TrainConfig(val_split=0, patience=3).validate()
+    TrainConfig(val_split=0, patience=0).validate()
+    TrainConfig(val_split=0.1, patience=3).validate()
+
+
+@pytest.mark.parametrize("images, batch_size, every", [(500, 128, 1), (2000, 64, 1), (60_000, 128, 10)])
+def test_every_run_reports_enough_steps_to_draw_a_curve(images, batch_size, every):
+    """500 images for one epoch are 4 batches: every 10th reported, that was one point and a chart with no line."""
+    steps = math.ceil(images * 0.9 / batch_size)
+    assert training.report_every(10, steps) == every
+    assert math.ceil(steps / every) >= min(steps, training.MIN_CURVE_POINTS)
+
+
+def test_a_run_of_four_batches_reports_each_of_them():
+    recorder = Recorder()
+    train(TrainConfig(arch="mlp", width=0.25, epochs=1, limit=500, batch_size=128, log_every=10),
+          callbacks=[recorder])
+    assert [e.step for e in recorder.steps] == [1, 2, 3, 4]
+
+
 def test_auxiliary_outputs_add_weighted_losses():
     labels = torch.tensor([0, 1])
     main, aux1, aux2 = torch.randn(2, 10), torch.randn(2, 10), torch.randn(2, 10)
@@ -141,7 +163,7 @@ def test_auxiliary_outputs_add_weighted_losses():
 
 
 def test_googlenet_trains_its_auxiliary_heads_and_answers_plainly_in_eval():
-    config = TrainConfig(arch="googlenet", epochs=1, limit=64, batch_size=32, val_split=0.0)
+    config = TrainConfig(arch="googlenet", epochs=1, limit=64, batch_size=32, val_split=0.0, patience=0)
     trainer = Trainer(config)
     initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     result = trainer.fit()
@@ -168,7 +190,8 @@ def test_the_config_chooses_the_augmentation(monkeypatch, warp, erase):
 
     monkeypatch.setattr(data, "augment", spy_augment)
     monkeypatch.setattr(data, "erase", spy_erase)
-    config = TrainConfig(arch="mlp", epochs=1, batch_size=100, limit=300, val_split=0, warp=warp, erase=erase)
+    config = TrainConfig(arch="mlp", epochs=1, batch_size=100, limit=300, val_split=0, patience=0,
+                         warp=warp, erase=erase)
     Trainer(config).fit()
     assert seen["warp"] == [warp] * 3
     assert seen["erase"] == ([erase] * 3 if erase else [])
@@ -278,7 +301,7 @@ def test_running_out_of_memory_anywhere_in_a_run_says_what_to_lower(monkeypatch,
         raise error
 
     monkeypatch.setattr(data if where == "augment" else training, where, out_of_memory)
-    config = TrainConfig(arch="lenet5", epochs=1, limit=200, batch_size=100, val_split=0)
+    config = TrainConfig(arch="lenet5", epochs=1, limit=200, batch_size=100, val_split=0, patience=0)
     with pytest.raises(TrainingError, match=r"out of memory on CPU, \d+ threads? with LeNet-5 at width 1 and batch "
                                             r"size 100 \(.+\): lower the batch size to 32 or less, or lower the width "
                                             r"\(it is 1\)\."):

@@ -187,7 +187,7 @@ def classification_accuracy_score(
     classes = len(data.get_spec(dataset).classes)
     labels = torch.arange(images) % classes
     generated = data.Split(sample(generator, labels, seed=seed + 1), labels)
-    config = replace(recipe("lenet5-relu", dataset), val_split=0.0, seed=seed)
+    config = replace(recipe("lenet5-relu", dataset), val_split=0.0, patience=0, seed=seed)
     trainer = Trainer(config, data_root=data_root, train_data=generated)
     return trainer.fit().test_accuracy
 

@@ -23,7 +23,7 @@ from core import data
 from core.gan.sampling import make_grid, sample_with, to_pixels
 from core.models._utils import build_seeded
 from core.models.cgan import LATENT, MAX_WIDTH, Discriminator, Generator, init_weights
-from core.training import Callback, Progress, TrainingError, describe_device, resolve_device
+from core.training import Callback, Progress, TrainingError, describe_device, report_every, resolve_device
 
 
 def to_unit_range(images: Tensor) -> Tensor:
@@ -92,7 +92,7 @@ class GanResult:
 class GanTrainer:
     """One GAN run: the data on the device, both players and their optimizers, and the loop.
 
-    ``callbacks`` get ``on_start(trainer)``, ``on_step(trainer, GanStep)`` every ``config.log_every``
+    ``callbacks`` get ``on_start(trainer)``, ``on_step(trainer, GanStep)`` every ``log_every``
     batches and at each epoch's end, and ``on_epoch_end(trainer, GanEpoch)`` with the losses and the
     fixed-noise grid. Setting ``should_stop`` (from a callback or another thread) ends the run before its
     next batch; an epoch cut short still counts, so the generator so far is kept.
@@ -129,6 +129,7 @@ class GanTrainer:
         self.fixed_z = torch.randn(10, LATENT, generator=self.rng).repeat_interleave(self.classes, 0).to(self.device)
         self.fixed_labels = torch.arange(self.classes).repeat(10).to(self.device)
         self.steps_per_epoch = math.ceil(len(self.real) / config.batch_size)
+        self.log_every = report_every(config.log_every, config.epochs * self.steps_per_epoch)
         self.history: list[GanEpoch] = []
 
     def fit(self) -> GanResult:
@@ -217,7 +218,7 @@ class GanTrainer:
             d_total += d_loss.detach()
             g_total += g_loss.detach()
             done += 1
-            if self.callbacks and (done % config.log_every == 0 or done == steps):
+            if self.callbacks and (done % self.log_every == 0 or done == steps):
                 d_now, g_now = d_total.item(), g_total.item()  # waits for the device, so not every batch
                 elapsed = time.perf_counter() - epoch_start
                 left = (config.epochs - epoch) * steps + steps - done
