@@ -465,9 +465,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path in args.images:
         row: dict = {"image": path}
         try:
-            stages = preprocess.prepare(preprocess.read_image_file(path), naive=args.naive)
+            stages = preprocess.prepare(preprocess.read_image_file(path), dataset=args.dataset, naive=args.naive)
             if stages.empty:
-                raise preprocess.ImageError(f"{path}: no digit found: {stages.problem}")
+                raise preprocess.ImageError(f"{path}: nothing to classify: {stages.problem}")
             row |= ensemble.predict(stages.tensor(args.dataset))[0].to_json(classes)
         except preprocess.ImageError as error:
             row["error"] = str(error)
@@ -554,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict = command("predict", cmd_predict, "every trained model's answer for pictures of digits")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     predict.add_argument("--dataset", default="mnist", choices=list(data.DATASETS))
-    predict.add_argument("--naive", action="store_true", help="squash the picture to 28x28 instead of MNIST's recipe")
+    predict.add_argument("--naive", action="store_true",
+                         help="squash the picture to 28x28 instead of the dataset's own recipe")
 
     cgan = commands.add_parser("cgan", help="conditional GAN: train, sample, export, score",
                                description="A conditional GAN that draws digits of a chosen class.")

@@ -90,7 +90,7 @@ def test_predict_json_answers_per_image_in_order(tmp_path, mnist_test):
     for row, label in zip(rows, mnist_test.labels[:3].tolist(), strict=False):
         assert row["consensus"]["digit"] == label and 0 < row["consensus"]["probability"] <= 1
         assert row["models"] and {"name", "digit", "probability", "probabilities"} <= set(row["models"][0])
-    assert "no digit found" in rows[3]["error"]
+    assert "nothing to classify" in rows[3]["error"]
 
 
 @pytest.mark.parametrize("command", ["list", "train", "eval", "predict", "bench"])

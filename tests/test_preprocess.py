@@ -86,6 +86,46 @@ def test_stages_follow_the_recipe(digits):
     assert x.shape == (1, 1, 28, 28) and x.min().item() == pytest.approx(data.background("mnist"))
 
 
+def test_clothes_are_framed_as_fashion_mnist_was_not_as_mnist():
+    """Fashion-MNIST's products fill the field (longer side 28, centred by their box): in MNIST's 20-pixel box a
+    drawn shirt is a third smaller than the shirts a model learnt from."""
+    pictures = data.load("fashion", train=False).subset(slice(0, 300))
+    [record] = [r for r in checkpoints.find_models("fashion", include_runs=False) if r.arch == "lenet5-relu"]
+    model = checkpoints.load_record(record)
+    original = evaluate(model, pictures, "fashion").accuracy
+    redrawn = [redraw(image, size=200, top=40, left=40) for image in pictures.images]
+
+    def prepared(dataset: str) -> torch.Tensor:
+        return torch.cat([preprocess.prepare(p, dataset=dataset).tensor("fashion") for p in redrawn])
+
+    assert accuracy(model, prepared("fashion"), pictures.labels) >= original - 2
+    assert accuracy(model, prepared("mnist"), pictures.labels) < original - 15
+    stages = preprocess.prepare(redrawn[0], dataset="fashion")
+    assert max(stages.scaled.shape) == 28 and not stages.framing.by_mass
+
+
+def test_the_stages_are_named_by_what_was_done():
+    picture = np.zeros((CANVAS, CANVAS), np.uint8)
+    picture[40:240, 130:150] = 255  # a 1
+    assert [name for name, _ in preprocess.prepare(picture).steps()] == ["picture", "cropped", "scaled", "centred"]
+    naive = preprocess.prepare(picture, naive=True)
+    assert [name for name, _ in naive.steps()] == ["picture", "squashed"]  # nothing cropped, scaled or centred
+    assert naive.steps()[1][1].shape == (28, 28)
+
+
+@pytest.mark.parametrize("shape", [(5, 1), (1, 5), (28, 28), (280, 280), (3, 700)])
+def test_a_stage_picture_is_square_with_the_stage_s_shape_inside(shape):
+    rng = np.random.default_rng(0)
+    image = rng.random(shape, dtype=np.float32)
+    picture = preprocess.stage_picture(image)
+    assert picture.shape == (preprocess.STAGE_SIZE, preprocess.STAGE_SIZE, 4) and picture.dtype == np.uint8
+    rows, cols = np.nonzero(picture[..., 3])  # the opaque part: the stage itself
+    scale = preprocess.STAGE_SIZE / max(shape)  # the longer side fills the square, the other keeps the proportion
+    assert (np.ptp(rows) + 1, np.ptp(cols) + 1) == (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
+    if shape == (28, 28):  # enlarged 4 times, each pixel a 4x4 block
+        np.testing.assert_array_equal(picture[::4, ::4, 0], np.round(image * 255).astype(np.uint8))
+
+
 @pytest.mark.parametrize(
     "picture",
     [np.zeros((CANVAS, CANVAS, 4), np.uint8),  # nothing drawn, transparent
