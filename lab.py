@@ -5,12 +5,16 @@ import streamlit as st
 import ui
 from core import checkpoints, data
 
+# The icon first: a page's own icon would be the tab's until then, and a Material icon is fetched from Google's
+# servers. The icon is a file of the lab's, sent in the page.
+st.set_page_config(page_icon=ui.ICON, layout="wide")
 page = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path, default=p is ui.PAGES[0])
                       for p in ui.PAGES])
 # After st.navigation, so that the browser tab names the page it shows.
-st.set_page_config(page_title=f"{page.title} · MNIST CNN Lab", page_icon=":material/neurology:", layout="wide")
+st.set_page_config(page_title=f"{page.title} · MNIST CNN Lab")
 
 ui.answer_with_page_threads()
+ui.keep_widgets()
 ui.session_id()  # every run: a page switch drops the owner token from the address, and this puts it back
 
 # Drawn before the page runs, so that the page can read the chosen dataset (ui.dataset()).

@@ -6,11 +6,13 @@ more than one page needs. Nothing here trains, predicts or measures.
 
 from __future__ import annotations
 
+import html
 import math
 import re
 import secrets
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import plotly.graph_objects as go
@@ -25,6 +27,7 @@ from core.predict import PAGE_THREADS, Ensemble
 from core.training import clock, describe_device
 
 DATASET_KEY = "dataset"
+ICON = str(Path(__file__).resolve().parent / "assets" / "icon.svg")  # the browser tab's
 
 
 class PageSpec(NamedTuple):
@@ -123,9 +126,44 @@ def session_id() -> str:
     return token
 
 
+KEPT = "kept:"  # the start of a widget key whose value outlives a switch to another page
+
+
+def kept(key: str, default: object) -> str:
+    """A widget key (give the widget no default of its own) whose value lasts the session: Streamlit forgets
+    the values of widgets that a run does not draw, so a page switch reset the Train form to its recipe."""
+    key = KEPT + key
+    st.session_state.setdefault(key, default)
+    return key
+
+
+def keep_widgets() -> None:
+    """Every run, before the page (lab.py): assigned by the script, kept widgets' values are not forgotten."""
+    for key in [k for k in st.session_state if str(k).startswith(KEPT)]:
+        st.session_state[key] = st.session_state[key]
+
+
 def dataset() -> str:
     """The dataset chosen in the sidebar; lab.py draws its radio before it runs any page."""
     return st.session_state[DATASET_KEY]
+
+
+# What a dataset's pictures show, for the pages' sentences: "Draw a {thing}", "parts of {things}", "6,000 {pictures}".
+NOUNS = {"mnist": {"thing": "digit", "things": "digits", "pictures": "digits"},
+         "fashion": {"thing": "piece of clothing", "things": "clothes", "pictures": "pictures of clothes"}}
+
+
+def nouns(dataset: str) -> dict[str, str]:
+    return NOUNS[dataset]
+
+
+def big_answer(text: str) -> str:
+    """A model's answer in large type (HTML), on one line that fits its column whatever its length: 'T-shirt/top'
+    at a fixed 5rem broke into three lines and ran into the caption below."""
+    # Bold type takes about 0.6 em a character: the size is the column's width (cqw) over the characters, at most 5rem.
+    size = 100 / (0.64 * max(len(text), 1))
+    return (f"<div style='container-type:inline-size'><div class='consensus' style='font-size:min(5rem,{size:.1f}cqw);"
+            f"font-weight:700;line-height:1.25;white-space:nowrap'>{html.escape(text)}</div></div>")
 
 
 JOB_TEXT = {
@@ -192,13 +230,15 @@ def submit_job(config: JobConfig, *, name: str, owner: str, shown_key: str) -> i
 
 def pick_job(jobs: list[JobSnapshot], *, owner: str, shown_key: str) -> JobSnapshot:
     """The run to show, newest first in the list: the one shown before, else this session's latest,
-    else the latest still going, else the latest."""
+    else the latest running, else the latest queued, else the latest."""
     ids = [j.id for j in reversed(jobs)]
     by_id = {j.id: j for j in jobs}
     preferred = st.session_state.get(shown_key)
     if preferred not in by_id:
         mine = [j.id for j in jobs if j.owner == owner]
-        preferred = (mine or [j.id for j in jobs if j.active] or [jobs[-1].id])[-1]
+        running = [j.id for j in jobs if j.status in ("running", "stopping")]
+        queued = [j.id for j in jobs if j.active]
+        preferred = (mine or running or queued or [jobs[-1].id])[-1]
     shown = st.selectbox(JOB_TEXT["show"], ids, index=ids.index(preferred),
                          format_func=lambda i: f"{by_id[i].name} ({by_id[i].status})")
     st.session_state[shown_key] = shown
@@ -266,6 +306,14 @@ def thinned(points: Sequence[dict]) -> list[dict]:
     return list(points[::-1][::every][::-1])
 
 
+CHART_TEXT = {"no_validation": "no validation split"}
+FEW_POINTS = 30  # a curve of fewer points shows each one: a run's first points are a line too short to see
+
+
+def _line_mode(points: Sequence) -> str:
+    return "lines+markers" if len(points) < FEW_POINTS else "lines"
+
+
 def _chart_key(job: JobSnapshot) -> tuple:
     """Which charts of a job to draw: while it runs, those of the CHART_EVERY-second interval of now
     (every tab watching it then gets them, built once for the whole server); once finished, those of
@@ -295,13 +343,95 @@ def _loss_and_accuracy_charts(key: tuple, _job: JobSnapshot) -> tuple[go.Figure,
     figures = []
     for metric, title in (("loss", "Loss"), ("accuracy", "Accuracy (%)")):
         figure = go.Figure()
-        figure.add_scatter(x=steps, y=[p[metric] for p in points], name="train", mode="lines")
-        val = [e[f"val_{metric}"] for e in _job.epochs if e["val_loss"] is not None]
-        figure.add_scatter(x=epoch_steps, y=val, name="validation", mode="lines+markers")
+        figure.add_scatter(x=steps, y=[p[metric] for p in points], name="train", mode=_line_mode(points))
+        if _job.config.val_split:
+            val = [e[f"val_{metric}"] for e in _job.epochs if e["val_loss"] is not None]
+            figure.add_scatter(x=epoch_steps, y=val, name="validation", mode="lines+markers")
+        else:
+            figure.add_annotation(text=CHART_TEXT["no_validation"], showarrow=False, xref="paper", yref="paper",
+                                  x=1, y=1, xanchor="right", yanchor="bottom")
         figure.update_layout(title=title, xaxis_title="step", height=300, margin=dict(l=10, r=10, t=40, b=10),
                              legend=dict(orientation="h", y=-0.25))
         figures.append(figure)
     return figures[0], figures[1]
+
+
+# Where a point's label may go (plotly's textposition), and the corner of the label's box as a share of its
+# width and height, measured from the point out past its marker (x to the right, y downwards).
+_LABEL_PLACES = {"top center": (-0.5, -1), "bottom center": (-0.5, 0), "middle right": (0, -0.5),
+                 "middle left": (-1, -0.5), "top right": (0, -1), "top left": (-1, -1), "bottom right": (0, 0),
+                 "bottom left": (-1, 0)}
+_LABEL_FONT_PX = 12  # plotly's default; a character takes about 0.55 of it
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def label_places(x: Sequence[float], y: Sequence[float], labels: Sequence[str], diameters: Sequence[float], *,
+                 width: float, height: float) -> list[str]:
+    """A textposition for each point's label, chosen so that labels cover the fewest other labels and markers.
+
+    ``x`` and ``y`` are the points in pixels of a ``width`` x ``height`` plot (y downwards). Greedy, most crowded
+    point first: on Compare's charts every label sat on top of its point, and zfnet, mobilenet and vgg11 were one
+    blot of text at 1280 pixels wide.
+    """
+    radius = [d / 2 + 1 for d in diameters]
+    markers = [(px - r, py - r, px + r, py + r) for px, py, r in zip(x, y, radius, strict=True)]
+    points = list(zip(x, y, strict=True))
+    crowd = [sum(abs(px - qx) < 80 and abs(py - qy) < 30 for qx, qy in points) for px, py in points]
+    placed: list[tuple[float, float, float, float]] = []
+    places = [""] * len(labels)
+    for i in sorted(range(len(labels)), key=lambda i: -crowd[i]):
+        w, h = 0.55 * _LABEL_FONT_PX * len(labels[i]) + 4, _LABEL_FONT_PX + 4
+        best = None
+        for place, (share_x, share_y) in _LABEL_PLACES.items():
+            dx = 0 if share_x == -0.5 else (radius[i] if share_x == 0 else -radius[i])
+            dy = 0 if share_y == -0.5 else (radius[i] if share_y == 0 else -radius[i])
+            left, top = x[i] + dx + share_x * w, y[i] + dy + share_y * h
+            box = (left, top, left + w, top + h)
+            outside = w * h - _overlap(box, (0, 0, width, height))
+            cost = (sum(_overlap(box, other) for other in placed) + 2 * outside
+                    + sum(_overlap(box, m) for j, m in enumerate(markers) if j != i))
+            if best is None or cost < best[0]:
+                best = (cost, place, box)
+        places[i] = best[1]
+        placed.append(best[2])
+    return places
+
+
+ACCURACY_CHART = {"width": 330, "height": 280}  # the plot area of one of Compare's two charts at 1280 pixels wide
+BUBBLE_PX = 28  # the largest bubble's diameter: the largest model's
+
+
+def accuracy_chart(x: Sequence[float], accuracy: Sequence[float], names: Sequence[str], *, params: Sequence[int],
+                   devices: Sequence[str], bubbles: bool, title: str, x_title: str, y_title: str,
+                   hover: str) -> go.Figure:
+    """Test accuracy against a cost on a log axis, each model a labelled point (a bubble as large as its number
+    of parameters), the labels placed where they cover the least (``label_places``)."""
+    diameters = [max(6.0, BUBBLE_PX * math.sqrt(p / max(params))) if bubbles else 8.0 for p in params]
+    low, high = math.log10(min(x)), math.log10(max(x))
+    x_range = [low - 0.12 * (high - low or 1), high + 0.12 * (high - low or 1)]
+    bottom, top = min(accuracy), max(accuracy)
+    y_range = [bottom - 0.12 * (top - bottom or 1), top + 0.15 * (top - bottom or 1)]
+    width, height = ACCURACY_CHART["width"], ACCURACY_CHART["height"]
+    px = [(math.log10(v) - x_range[0]) / (x_range[1] - x_range[0]) * width for v in x]
+    py = [(y_range[1] - v) / (y_range[1] - y_range[0]) * height for v in accuracy]
+    figure = go.Figure(go.Scatter(
+        x=list(x), y=list(accuracy), text=list(names), mode="markers", showlegend=False,
+        marker=dict(size=diameters, opacity=0.55 if bubbles else 1.0, line=dict(width=1, color="white")),
+        customdata=[[p, d] for p, d in zip(params, devices, strict=True)], hovertemplate=hover,
+    ))
+    # The labels a trace of their own, drawn after every marker: a later bubble hid the label of an earlier point.
+    # Its markers are invisible copies, which plotly sets the labels off by.
+    figure.add_scatter(x=list(x), y=list(accuracy), text=list(names), mode="markers+text", cliponaxis=False,
+                       textposition=label_places(px, py, names, diameters, width=width, height=height),
+                       marker=dict(size=diameters, opacity=0), hoverinfo="skip", showlegend=False)
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=380,
+                         margin=dict(l=10, r=10, t=40, b=10))
+    figure.update_xaxes(type="log", range=x_range)
+    figure.update_yaxes(range=y_range)
+    return figure
 
 
 def confusion_chart(confusion: list[list[int]], classes: tuple[str, ...]) -> go.Figure:
@@ -309,7 +439,7 @@ def confusion_chart(confusion: list[list[int]], classes: tuple[str, ...]) -> go.
                                   text=confusion, texttemplate="%{text}", showscale=False))
     figure.update_layout(title="Confusion matrix (test set)", xaxis_title="predicted", yaxis_title="true",
                          xaxis_type="category", yaxis_type="category", yaxis_autorange="reversed",
-                         height=420, margin=dict(l=10, r=10, t=40, b=10))
+                         height=480, margin=dict(l=10, r=10, t=40, b=10))
     return figure
 
 
@@ -318,8 +448,8 @@ def _gan_loss_chart(key: tuple, _job: JobSnapshot) -> go.Figure:
     points = thinned(_job.steps)
     steps = [p["global_step"] for p in points]
     figure = go.Figure()
-    figure.add_scatter(x=steps, y=[p["d_loss"] for p in points], name="D (real vs generated)", mode="lines")
-    figure.add_scatter(x=steps, y=[p["g_loss"] for p in points], name="G (fool D)", mode="lines")
+    figure.add_scatter(x=steps, y=[p["d_loss"] for p in points], name="D (real vs generated)", mode=_line_mode(points))
+    figure.add_scatter(x=steps, y=[p["g_loss"] for p in points], name="G (fool D)", mode=_line_mode(points))
     figure.update_layout(title="Losses", xaxis_title="step", height=330, margin=dict(l=10, r=10, t=40, b=10),
                          legend=dict(orientation="h", y=-0.25))
     return figure

@@ -13,27 +13,28 @@ TEXT = {
     "pages": "Pages",
     "train": "Train any architecture with your own hyperparameters and watch live loss and accuracy "
              "curves. Runs are shared by the whole class and queue one after the other.",
-    "draw": "Draw a digit and watch every trained model answer at once, with MNIST's preprocessing "
-            "shown step by step.",
+    "draw": "Draw a {thing} and watch every trained model answer at once, with the preprocessing shown step "
+            "by step.",
     "compare": "Every trained model side by side on numbers measured on this machine: size, accuracy, training "
-               "time, latency and throughput, accuracy per class, the mistakes and the hardest digits, and each "
+               "time, latency and throughput, accuracy per class, the mistakes and the hardest {pictures}, and each "
                "architecture layer by layer.",
     "inside": "Look inside a network: feature maps stage by stage, first-layer filters, saliency, Grad-CAM and "
               "ZFNet's occlusion experiment, for any model, or two side by side.",
-    "generate": "A conditional GAN draws digits of the class you choose: train it live, browse a gallery, walk "
+    "generate": "A conditional GAN draws {pictures} of the class you choose: train it live, browse a gallery, walk "
                 "its latent space, see the scores that prove the labels hold, and download a synthetic dataset.",
     "device": "Running on",
     "models": "Trained models",
     "models_help": "Shipped with the lab, plus your own runs (the sidebar's switch adds everyone's).",
 }
 
+nouns = ui.nouns(ui.dataset())
 st.title(TEXT["title"])
 st.write(TEXT["intro"])
 
 st.subheader(TEXT["pages"])
 for page in ui.PAGES[1:]:
     st.page_link(page.file, label=page.title, icon=page.icon)
-    st.caption(TEXT[page.title.lower()])
+    st.caption(TEXT[page.title.lower()].format(**nouns))
 
 st.divider()
 columns = st.columns(1 + len(data.DATASETS))

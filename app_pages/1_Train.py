@@ -19,10 +19,18 @@ TEXT = {
     "settings": "Hyperparameters (defaults: this architecture's recipe)",
     "optimizer": "Optimizer", "lr": "Learning rate", "schedule": "Schedule", "batch": "Batch size",
     "epochs": "Epochs", "weight_decay": "Weight decay", "smoothing": "Label smoothing",
-    "augment": "Augmentation (random shifts; mirroring for clothes)",
-    "warp": "Rotations and scales too (off: whole-pixel shifts)", "erase": "Random erasing (share of images)",
-    "val": "Validation split",
-    "patience": "Early stopping patience (epochs, 0 = off)", "seed": "Seed", "images": "Training images",
+    "augment": "Augmentation", "augment_help": "Random shifts of the training images, and mirroring for clothes (a "
+                                               "mirrored shoe is a shoe; a mirrored 7 is no digit).",
+    "warp": "Rotations and scales", "warp_help": "With augmentation: rotations up to 10 degrees, scales of 0.9 to 1.1 "
+                                                 "and fractional shifts. Off: whole-pixel shifts only.",
+    "erase": "Random erasing", "erase_help": "With augmentation: the share of the training images in which a "
+                                             "random rectangle is blanked out.",
+    "val": "Validation split", "val_help": "The share of the training images held out to choose the best epoch "
+                                           "(never the test set). 0: the last epoch is kept.",
+    "patience": "Early stopping patience",
+    "patience_help": "Stop after this many epochs without a better validation loss; 0: never. It watches the "
+                     "validation split, so it needs one.",
+    "seed": "Seed", "images": "Training images",
     "name": "Run name", "start": "Start training",
     "live": "Runs", "nothing": "No runs yet on this server: start one above.",
     "stopped": "Stopped; the best weights so far were saved as “{name}”.",
@@ -43,7 +51,7 @@ TEXT = {
 }
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 5e-2, 0.1, 0.3, 1.0]
 WEIGHT_DECAYS = [0.0, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.05, 0.1]
-IMAGE_LIMITS = {500: "500", 2000: "2,000", 10_000: "10,000", None: "all 60,000"}
+IMAGE_LIMITS = {500: "500", 2000: "2,000", 10_000: "10,000", data.TRAIN_SIZE: "all 60,000"}
 
 dataset = ui.dataset()
 manager = ui.job_manager()
@@ -56,35 +64,41 @@ st.write(TEXT["intro"])
 settings, card = st.columns([3, 2], gap="large")
 with card:
     arch = st.selectbox(TEXT["arch"], list_models(), format_func=lambda name: get_card(name).title,
-                        index=list_models().index("lenet5"))
+                        key=ui.kept("arch", "lenet5"))
     ui.architecture_card(arch)
 
 default = recipe(arch, dataset)
+
+
+def field(name: str, value: object) -> str:
+    """The key of a setting: its own for each architecture and dataset (their recipes differ), kept for the
+    session, starting from the recipe."""
+    return ui.kept(f"{name}-{arch}-{dataset}", value)
+
+
 with settings, st.form("settings"):
     st.caption(TEXT["settings"])
-    k = f"{arch}-{dataset}"  # switching architecture resets the widgets to its recipe
     left, right = st.columns(2)
-    optimizer = left.selectbox(TEXT["optimizer"], OPTIMIZERS, index=OPTIMIZERS.index(default.optimizer),
-                               key=f"opt-{k}")
-    schedule = right.selectbox(TEXT["schedule"], SCHEDULES, index=SCHEDULES.index(default.schedule),
-                               key=f"sched-{k}")
-    lr = left.select_slider(TEXT["lr"], sorted(set(LEARNING_RATES + [default.lr])), value=default.lr,
-                            format_func=lambda v: f"{v:g}", key=f"lr-{k}")
-    batch_size = right.select_slider(TEXT["batch"], [16, 32, 64, 128, 256, 512], value=default.batch_size,
-                                     key=f"batch-{k}")
-    epochs = left.slider(TEXT["epochs"], 1, max(30, default.epochs), default.epochs, key=f"epochs-{k}")
+    optimizer = left.selectbox(TEXT["optimizer"], OPTIMIZERS, key=field("opt", default.optimizer))
+    schedule = right.selectbox(TEXT["schedule"], SCHEDULES, key=field("sched", default.schedule))
+    lr = left.select_slider(TEXT["lr"], sorted(set(LEARNING_RATES + [default.lr])), format_func=lambda v: f"{v:g}",
+                            key=field("lr", default.lr))
+    batch_size = right.select_slider(TEXT["batch"], [16, 32, 64, 128, 256, 512], key=field("batch", default.batch_size))
+    epochs = left.slider(TEXT["epochs"], 1, max(30, default.epochs), key=field("epochs", default.epochs))
     weight_decay = right.select_slider(TEXT["weight_decay"], sorted(set(WEIGHT_DECAYS + [default.weight_decay])),
-                                       value=default.weight_decay, format_func=lambda v: f"{v:g}", key=f"wd-{k}")
-    label_smoothing = left.slider(TEXT["smoothing"], 0.0, 0.3, default.label_smoothing, 0.05, key=f"ls-{k}")
-    val_split = right.slider(TEXT["val"], 0.0, 0.3, default.val_split, 0.05, key=f"val-{k}")
-    patience = left.number_input(TEXT["patience"], 0, 30, default.patience, key=f"pat-{k}")
-    seed = right.number_input(TEXT["seed"], 0, 2**31 - 1, default.seed, key=f"seed-{k}")
-    limit = left.select_slider(TEXT["images"], list(IMAGE_LIMITS), value=None, format_func=IMAGE_LIMITS.get,
-                               key=f"limit-{k}")
-    augment = right.toggle(TEXT["augment"], default.augment, key=f"aug-{k}")
-    warp = left.toggle(TEXT["warp"], default.warp, key=f"warp-{k}")
-    erase = right.slider(TEXT["erase"], 0.0, 1.0, default.erase, 0.25, key=f"erase-{k}")
-    name = st.text_input(TEXT["name"], f"{arch}-{owner[:4]}", max_chars=60, key=f"name-{k}")
+                                       format_func=lambda v: f"{v:g}", key=field("wd", default.weight_decay))
+    label_smoothing = left.slider(TEXT["smoothing"], 0.0, 0.3, step=0.05, key=field("ls", default.label_smoothing))
+    val_split = right.slider(TEXT["val"], 0.0, 0.3, step=0.05, help=TEXT["val_help"],
+                             key=field("val", default.val_split))
+    patience = left.number_input(TEXT["patience"], 0, 30, help=TEXT["patience_help"],
+                                 key=field("pat", default.patience))
+    seed = right.number_input(TEXT["seed"], 0, 2**31 - 1, key=field("seed", default.seed))
+    limit = left.select_slider(TEXT["images"], list(IMAGE_LIMITS), format_func=IMAGE_LIMITS.get,
+                               key=field("limit", data.TRAIN_SIZE))
+    erase = right.slider(TEXT["erase"], 0.0, 1.0, step=0.25, help=TEXT["erase_help"], key=field("erase", default.erase))
+    augment = left.toggle(TEXT["augment"], help=TEXT["augment_help"], key=field("aug", default.augment))
+    warp = right.toggle(TEXT["warp"], help=TEXT["warp_help"], key=field("warp", default.warp))
+    name = st.text_input(TEXT["name"], max_chars=60, key=field("name", f"{arch}-{owner[:4]}"))
     per_epoch = manager.estimate(replace(default, epochs=1, limit=None))
     if per_epoch:
         st.caption(TEXT["estimate"].format(epoch=clock(per_epoch.seconds),
@@ -98,7 +112,8 @@ with settings, st.form("settings"):
         config = replace(
             default, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
             weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment, warp=warp, erase=erase,
-            val_split=val_split, patience=int(patience), seed=int(seed), limit=limit,
+            val_split=val_split, patience=int(patience), seed=int(seed),
+            limit=None if limit == data.TRAIN_SIZE else limit,
         )
         ui.submit_job(config, name=name, owner=owner, shown_key="shown_job")
 

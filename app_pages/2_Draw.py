@@ -1,8 +1,7 @@
-"""Draw: a digit on the canvas, MNIST's preprocessing step by step, every model's answer at once."""
+"""Draw: a digit or a piece of clothing on the canvas, its preprocessing step by step, every model's answer at once."""
 
 import time
 
-import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
@@ -12,19 +11,26 @@ from core.training import describe_device
 
 TEXT = {
     "title": "Draw",
-    "intro": "Draw a digit and every trained model answers at once. Before they see it, your drawing is "
-             "prepared the way MNIST's digits were: cropped to the ink, scaled to fit 20x20 pixels, and "
-             "centred by its centre of mass in a 28x28 field.",
+    "intro": {
+        "mnist": "Draw a digit and every trained model answers at once. Before they see it, your drawing is "
+                 "prepared the way MNIST's digits were: cropped to the ink, scaled to fit 20x20 pixels, and "
+                 "centred by its centre of mass in a 28x28 field.",
+        "fashion": "Draw a piece of clothing (a shirt, trousers, a shoe, a bag…) and every trained model answers at "
+                   "once. Before they see it, your drawing is prepared the way Fashion-MNIST's pictures were: "
+                   "cropped to the ink, its longer side scaled to 28 pixels, and centred in a 28x28 field.",
+    },
     "source": "Input", "draw": "Draw", "upload": "Upload a picture",
-    "pen": "Pen width", "canvas_help": "The toolbar above the canvas undoes, redoes and clears.",
-    "upload_label": "A PNG or JPEG picture of one digit (up to 5 MB)",
+    "pen": "Pen width", "undo": "Undo", "clear": "Clear",
+    "canvas_help": "Undo takes back the last stroke, Clear starts again.",
+    "upload_label": "A PNG or JPEG picture of one {thing} (up to 5 MB)",
     "naive": "Naive resize (what most demos do)",
     "naive_help": "Squash the whole picture to 28x28 without cropping or centring, to see why the recipe matters.",
-    "empty": "Draw a digit on the canvas (or upload a picture): there is nothing to classify yet.",
-    "no_digit": "No digit to classify: {problem}.",
+    "empty": "Draw a {thing} on the canvas (or upload a picture): there is nothing to classify yet.",
+    "no_digit": "Nothing to classify: {problem}.",
     "stages": "What the models see",
-    "stage_names": ["your picture", "ink cropped", "longer side 20 px", "28x28, centred",
-                    "normalised (mean 0, sd 1)"],
+    "stage_names": {"picture": "your picture", "cropped": "ink cropped", "scaled": "longer side {box} px",
+                    "centred": "28x28, centred", "centred_by_mass": "28x28, centred by mass",
+                    "squashed": "squashed to 28x28", "normalised": "normalised (mean 0, sd 1)"},
     "consensus": "Consensus: {probability:.0%} mean probability over {n} models",
     "answers": "Every model's answer", "no_models": "No trained models for {dataset} yet: train one on the Train page.",
     "left_out": "{name} is left out: {problem}",
@@ -37,12 +43,34 @@ TEXT = {
 CANVAS_KEY = "draw_canvas"
 CANVAS = 280  # pixels a side
 
+
+def take_back(*, everything: bool) -> None:
+    """Undo or Clear: the canvas is drawn again from the strokes that are left. Until it sends its new
+    picture (``draw_waiting`` holds the one it sent last) the page shows the picture it last showed."""
+    state = st.session_state
+    objects = [] if everything else (state.get("draw_json") or {}).get("objects", [])[:-1]
+    edits = state.get("draw_edits", 0) + 1
+    # A new value each time, even when it holds the same strokes: the canvas redraws only on a change.
+    drawing = {"objects": objects, "edits": edits}
+    url = (state.get(CANVAS_KEY) or {}).get("drawing", {}).get("data")
+    state.update(draw_restore=drawing, draw_json=drawing, draw_edits=edits, draw_waiting=url)
+    if not objects:
+        state["draw_picture"] = None
+
+
+def stage_caption(name: str, stages: preprocess.Stages) -> str:
+    if name == "centred" and stages.framing.by_mass:
+        name = "centred_by_mass"
+    return TEXT["stage_names"][name].format(box=stages.framing.box)
+
+
 dataset = ui.dataset()
+nouns = ui.nouns(dataset)
 classes = data.get_spec(dataset).classes
 models = ui.ensemble(dataset)
 
 st.title(TEXT["title"])
-st.write(TEXT["intro"])
+st.write(TEXT["intro"][dataset])
 left, right = st.columns([2, 3], gap="large")
 
 with left:
@@ -58,9 +86,12 @@ with left:
         canvas = st_canvas(stroke_width=pen, stroke_color="#FFFFFF", background_color="#000000", width=CANVAS,
                            height=CANVAS, drawing_mode="freedraw", return_image_data=True, key=CANVAS_KEY,
                            initial_drawing=st.session_state.get("draw_restore"))
+        # The canvas's own toolbar shows only while the mouse is over it, and a touch screen has no mouse.
+        buttons = st.container(horizontal=True)  # filled below, once this run's drawing is read
         st.caption(TEXT["canvas_help"])
         url = (st.session_state[CANVAS_KEY].get("drawing") or {}).get("data")  # as st_canvas reads its state
-        if url is not None:
+        if url is not None and url != st.session_state.get("draw_waiting"):
+            st.session_state["draw_waiting"] = None
             try:
                 picture = preprocess.read_canvas(url, width=CANVAS, height=CANVAS)
             except preprocess.ImageError as error:
@@ -69,8 +100,13 @@ with left:
                 st.session_state["draw_json"], st.session_state["draw_picture"] = canvas.json_data, picture
         elif st.session_state.get("draw_restore"):
             picture = st.session_state.get("draw_picture")
+        strokes = (st.session_state.get("draw_json") or {}).get("objects")
+        buttons.button(TEXT["undo"], icon=":material/undo:", on_click=take_back, kwargs={"everything": False},
+                       disabled=not strokes)
+        buttons.button(TEXT["clear"], icon=":material/delete:", on_click=take_back, kwargs={"everything": True},
+                       disabled=not strokes)
     else:
-        upload = st.file_uploader(TEXT["upload_label"], type=["png", "jpg", "jpeg"])
+        upload = st.file_uploader(TEXT["upload_label"].format(**nouns), type=["png", "jpg", "jpeg"])
         if upload is not None:
             try:
                 picture = preprocess.read_image(upload.getvalue(), name=upload.name)
@@ -82,9 +118,9 @@ with right:
     start = time.perf_counter()
     # The canvas's paper is black, so a canvas covered in white ink is ink, not light paper.
     invert = False if on_canvas else None
-    stages = preprocess.prepare(picture, naive=naive, invert=invert) if picture is not None else None
+    stages = preprocess.prepare(picture, dataset=dataset, naive=naive, invert=invert) if picture is not None else None
     if stages is None or (on_canvas and stages.problem == preprocess.BLANK):  # nothing drawn yet, or cleared
-        st.info(TEXT["empty"])
+        st.info(TEXT["empty"].format(**nouns))
         st.stop()
     if stages.problem:
         st.warning(TEXT["no_digit"].format(problem=stages.problem))
@@ -93,12 +129,10 @@ with right:
     st.session_state["last_digit"] = stages.centred  # the Inside page starts from it
 
     st.subheader(TEXT["stages"])
-    shown = [(stages.raw, TEXT["stage_names"][0]), (stages.cropped, TEXT["stage_names"][1]),
-             (stages.scaled, TEXT["stage_names"][2]), (stages.centred, TEXT["stage_names"][3]),
-             ((x[0, 0] - x.min()) / (x.max() - x.min()), TEXT["stage_names"][4])]
-    shown = [(image, caption) for image, caption in shown if image is not None]
+    shown = [(image, stage_caption(name, stages)) for name, image in stages.steps()]
+    shown.append((((x[0, 0] - x.min()) / (x.max() - x.min())).numpy(), TEXT["stage_names"]["normalised"]))
     for column, (image, caption) in zip(st.columns(len(shown)), shown, strict=True):
-        column.image(np.asarray(image, dtype=np.float32), caption=caption, width="stretch", clamp=True)
+        column.image(preprocess.stage_picture(image), caption=caption, width="stretch")
 
     if not len(models):
         st.warning(TEXT["no_models"].format(dataset=data.get_spec(dataset).title))
@@ -106,19 +140,15 @@ with right:
     prediction = models.predict(x)[0]
     milliseconds = 1000 * (time.perf_counter() - start)
 
-    answer, consensus = st.columns([1, 2])
-    answer.markdown(f"<div class='consensus' style='font-size:5rem;font-weight:700;line-height:1.1'>"
-                    f"{classes[prediction.top]}</div>",
-                    unsafe_allow_html=True)
-    answer.caption(TEXT["consensus"].format(probability=prediction.confidence, n=len(prediction.answers)))
-    with consensus:
-        dissenters = prediction.dissenters
-        if dissenters:
-            st.warning(TEXT["disagree"].format(n=len(dissenters), total=len(prediction.answers),
-                                               names=", ".join(map(ui.plain, dissenters))))
-        else:
-            st.success(TEXT["agree"].format(total=len(prediction.answers)))
-        st.caption(TEXT["timing"].format(ms=milliseconds, device=describe_device()))  # the page's own threads
+    st.markdown(ui.big_answer(classes[prediction.top]), unsafe_allow_html=True)
+    st.caption(TEXT["consensus"].format(probability=prediction.confidence, n=len(prediction.answers)))
+    dissenters = prediction.dissenters
+    if dissenters:
+        st.warning(TEXT["disagree"].format(n=len(dissenters), total=len(prediction.answers),
+                                           names=", ".join(map(ui.plain, dissenters))))
+    else:
+        st.success(TEXT["agree"].format(total=len(prediction.answers)))
+    st.caption(TEXT["timing"].format(ms=milliseconds, device=describe_device()))  # the page's own threads
     for name, problem in (models.problems | prediction.left_out).items():
         st.warning(TEXT["left_out"].format(name=ui.plain(name), problem=problem))
 

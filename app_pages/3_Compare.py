@@ -19,21 +19,23 @@ TEXT = {
              "the trade-offs between them.",
     "no_models": "No trained models yet: train one on the Train page.",
     "no_models_here": "No trained {dataset} models yet: train one on the Train page.",
-    "table": "Every trained model",
+    "table": "Every trained {dataset} model",
     "refresh": "Time again", "refresh_help": "Measure latency and throughput again (say, after the machine was busy).",
     "timing": "Timing the architectures on this machine as a queued job, once (the figures are cached): {what}",
     "timing_queued": "waiting for a free slot, position {position} in the queue",
     "timing_failed": "Timing the architectures failed: {error}",
     "time_missing": "Time the {n} untimed models",
-    "csv": "Download CSV",
-    "table_caption": "Latency: one image; throughput: batches of 256; medians of repeated runs after a warm-up, on "
-                     "{machines}. MACs: multiply-accumulates per image. Weights: float32 size in memory. Training "
-                     "time, epochs and device: the model's own training run.",
-    "columns": {"name": "model", "arch": "architecture", "dataset": "dataset", "shipped": "shipped",
-                "params": "parameters", "macs": "MACs", "weights_mb": "weights MB", "test_accuracy": "test acc. %",
-                "train_seconds": "training s", "epochs": "epochs", "train_device": "trained on",
-                "cpu_latency_ms": "CPU ms", "cpu_images_per_s": "CPU img/s",
-                "gpu_latency_ms": "GPU ms", "gpu_images_per_s": "GPU img/s"},
+    "csv": "Download CSV", "csv_help": "Every trained model of both datasets, with their speeds and weights' sizes.",
+    "table_caption": "MACs: multiply-accumulates per image. Training time, epochs and device: the model's own "
+                     "training run.",
+    "columns": {"name": "model", "arch": "architecture", "shipped": "shipped", "params": "parameters",
+                "macs": "MACs", "test_accuracy": "test acc. %", "epochs": "epochs", "train_seconds": "training s",
+                "train_device": "trained on"},
+    "speed": "Speed on this machine",
+    "speed_columns": {"cpu_latency_ms": "CPU ms", "cpu_images_per_s": "CPU img/s", "gpu_latency_ms": "GPU ms",
+                      "gpu_images_per_s": "GPU img/s"},
+    "speed_caption": "Latency: one image; throughput: batches of 256; medians of repeated runs after a warm-up, on "
+                     "{machines}.",
     "report": "For context: the lab report",
     "report_caption": "The same families at full size: {setting}.",
     "report_columns": {"family": "family", "seconds": "training s", "accuracy": "test acc. %"},
@@ -92,21 +94,6 @@ def class_name(index: int | None) -> str:
     return TEXT["any"] if index is None else spec.classes[index]
 
 
-def accuracy_chart(rows: list[zoo.ZooRow], names: list[str], x: list[float], *, title: str, axis: str,
-                   bubbles: bool) -> go.Figure:
-    params = [row.params for row in rows]
-    marker = dict(size=params, sizemode="area", sizeref=2 * max(params) / 45**2, sizemin=4) if bubbles else {}
-    figure = go.Figure(go.Scatter(
-        x=x, y=[row.test_accuracy for row in rows], text=names, mode="markers+text", textposition="top center",
-        cliponaxis=False, marker=marker, customdata=[[row.params, row.train_device] for row in rows],
-        hovertemplate=f"%{{text}}: %{{y:.2f}}%, %{{x:,.3s}}<br>%{{customdata[0]:,}} {TEXT['params_hover']}, "
-                      f"{TEXT['trained_hover']} %{{customdata[1]}}<extra></extra>",
-    ))
-    figure.update_layout(title=title, xaxis_title=axis, yaxis_title=TEXT["accuracy_axis"], xaxis_type="log",
-                         height=380, margin=dict(l=10, r=10, t=40, b=10))
-    return figure
-
-
 dataset = ui.dataset()
 spec = data.get_spec(dataset)
 st.title(TEXT["title"])
@@ -149,46 +136,60 @@ records = ui.models()
 if not records:
     st.info(TEXT["no_models"])
     st.stop()
-
-# --- the table: every model of every dataset ---
-st.subheader(TEXT["table"])
 rows = zoo.zoo_table(records, measure=False)  # the speeds cached; a queued job measures the rest
-timing()
-frame = pd.DataFrame([asdict(row) for row in rows])
-frame = frame.dropna(axis="columns", how="all")  # the GPU columns, on a machine without one
+# Every dataset's models go in the CSV; the page shows the sidebar's.
+here = [(record, row) for record, row in zip(records, rows, strict=True) if record.dataset == dataset]
+
+# --- the tables: size, accuracy and training; then speed on this machine ---
+st.subheader(TEXT["table"].format(dataset=spec.title))
+if not here:
+    st.info(TEXT["no_models_here"].format(dataset=spec.title))
+    st.stop()
+frame = pd.DataFrame([asdict(row) for _, row in here])
 columns = TEXT["columns"]
 st.dataframe(
-    frame.rename(columns=columns), hide_index=True, width="stretch",
+    frame[list(columns)].rename(columns=columns), hide_index=True, width="stretch",
     column_config={columns["params"]: st.column_config.NumberColumn(format="compact"),
-                   columns["macs"]: st.column_config.NumberColumn(format="compact"),
-                   columns["cpu_images_per_s"]: st.column_config.NumberColumn(format="localized"),
-                   columns["gpu_images_per_s"]: st.column_config.NumberColumn(format="localized")},
+                   columns["macs"]: st.column_config.NumberColumn(format="compact")},
 )
-about, report = st.columns([3, 2], gap="large")
-with about:
-    machines = " and ".join(zoo.timing_machine(device) for device in bench.speed_devices())
-    st.caption(TEXT["table_caption"].format(machines=machines))
-    st.download_button(TEXT["csv"], frame.to_csv(index=False), file_name="mnist-lab-zoo.csv", mime="text/csv",
-                       icon=":material/download:")
+everything = pd.DataFrame([asdict(row) for row in rows])
+st.download_button(TEXT["csv"], everything.to_csv(index=False), file_name="mnist-lab-zoo.csv", mime="text/csv",
+                   icon=":material/download:", help=TEXT["csv_help"])
+st.caption(TEXT["table_caption"])
+
+speed, report = st.columns([3, 2], gap="large")
+with speed:
+    st.markdown(f"**{TEXT['speed']}**")
+    timing()
+    speeds = frame[["name", *TEXT["speed_columns"]]].dropna(axis="columns", how="all")  # no GPU: no GPU columns
+    if len(speeds.columns) > 1:  # anything timed yet
+        speed_columns = {"name": columns["name"], **TEXT["speed_columns"]}
+        st.dataframe(speeds.rename(columns=speed_columns), hide_index=True, width="stretch",
+                     column_config={speed_columns[key]: st.column_config.NumberColumn(format="localized")
+                                    for key in ("cpu_images_per_s", "gpu_images_per_s") if key in speeds})
+        machines = " and ".join(zoo.timing_machine(device) for device in bench.speed_devices())
+        st.caption(TEXT["speed_caption"].format(machines=machines))
 with report:
     st.markdown(f"**{TEXT['report']}**")
     st.dataframe([{TEXT["report_columns"][key]: getattr(figure, key) for key in TEXT["report_columns"]}
                   for figure in zoo.LAB_REPORT], hide_index=True)
     st.caption(TEXT["report_caption"].format(setting=zoo.LAB_REPORT_SETTING))
 
-# --- pictures: the sidebar's dataset ---
-here = [(record, row) for record, row in zip(records, rows, strict=True) if record.dataset == dataset]
+# --- pictures ---
 st.header(TEXT["pictures"].format(dataset=spec.title))
-if not here:
-    st.info(TEXT["no_models_here"].format(dataset=spec.title))
-    st.stop()
 names = [record.label for record, _ in here]
 here_rows = [row for _, row in here]
+hover = (f"%{{text}}: %{{y:.2f}}%, %{{x:,.3s}}<br>%{{customdata[0]:,}} {TEXT['params_hover']}, "
+         f"{TEXT['trained_hover']} %{{customdata[1]}}<extra></extra>")
 left, right = st.columns(2)
-left.plotly_chart(accuracy_chart(here_rows, names, [row.macs for row in here_rows], title=TEXT["acc_macs"],
-                                 axis=TEXT["macs_axis"], bubbles=True))
-right.plotly_chart(accuracy_chart(here_rows, names, [row.train_seconds for row in here_rows],
-                                  title=TEXT["acc_time"], axis=TEXT["time_axis"], bubbles=False))
+for column, x, bubbles, title, axis in [
+    (left, [row.macs for row in here_rows], True, TEXT["acc_macs"], TEXT["macs_axis"]),
+    (right, [row.train_seconds for row in here_rows], False, TEXT["acc_time"], TEXT["time_axis"]),
+]:
+    column.plotly_chart(ui.accuracy_chart(
+        x, [row.test_accuracy for row in here_rows], names, params=[row.params for row in here_rows],
+        devices=[row.train_device for row in here_rows], bubbles=bubbles, title=title, x_title=axis,
+        y_title=TEXT["accuracy_axis"], hover=hover))
 
 st.subheader(TEXT["curves"])
 with_history = {record.label: record for record, _ in here if record.history}
@@ -243,7 +244,7 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Spli
     st.subheader(TEXT["up_close"])
     name = st.selectbox(TEXT["model"], list(answered))
     chosen = answered[name]
-    confusion, gallery = st.columns([2, 3], gap="large")
+    confusion, gallery = st.columns(2, gap="large")  # ten class names under a narrower matrix crowd it
     confusion.plotly_chart(ui.confusion_chart(
         metrics.confusion_matrix(chosen.predicted, labels, len(spec.classes)).tolist(), spec.classes))
     with gallery:

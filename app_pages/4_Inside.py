@@ -14,18 +14,17 @@ from core import data, explain, preprocess
 TEXT = {
     "title": "Inside",
     "intro": "ZFNet's lesson (Zeiler & Fergus, 2013) was to look inside a network: its first layers find strokes "
-             "and edges, deeper ones find parts of digits, and hiding the right part of an image changes the "
+             "and edges, deeper ones find parts of {things}, and hiding the right part of an image changes the "
              "answer. Pick an input and one or two models, and see what each stage computes.",
     "source": "Input", "drawing": "Your last drawing", "test": "A test image", "upload": "Upload a picture",
-    "no_drawing": "Nothing drawn yet: draw a digit on the Draw page and it appears here.",
+    "no_drawing": "Nothing drawn yet: draw a {thing} on the Draw page and it appears here.",
     "index": "Test image number", "random": "Random test image",
-    "upload_label": "A PNG or JPEG picture of one digit (up to 5 MB)",
-    "empty": "There is no digit in this picture.",
+    "upload_label": "A PNG or JPEG picture of one {thing} (up to 5 MB)",
+    "empty": "Nothing to look at in this picture: {problem}.",
     "no_data": "The test images cannot be read: {error}",
     "input_caption": "The 28x28 input, as every model sees it", "label": "Label: {label}",
     "model": "Model", "second": "Side by side with a second model", "second_model": "Second model",
-    "explain": "Explain the class", "explain_answer": "each model's own answer",
-    "explain_label": "the true label ({label})",
+    "explain": "Explain the class", "explain_answer": "each model's own answer", "explain_label": "the true label",
     "patch": "Occlusion patch (pixels)", "stride": "Occlusion stride (pixels)",
     "no_models": "No trained models for {dataset} yet: train one on the Train page.",
     "left_out": "{name} is left out: {problem}",
@@ -35,8 +34,8 @@ TEXT = {
     "view": "View", "views": ["Feature maps", "Filters", "Saliency and Grad-CAM", "Occlusion", "One channel"],
     "computing": "{view} of {model}: computing…",
     "maps_help": "Each small square is one channel's response to this input, bright where its filter found what it "
-                 "looks for: early stages answer to strokes and edges on a fine grid, deeper ones to parts of digits "
-                 "on coarser grids. Hover for the channel and its mean activation.",
+                 "looks for: early stages answer to strokes and edges on a fine grid, deeper ones to parts of "
+                 "{things} on coarser grids. Hover for the channel and its mean activation.",
     "stage_maps": "{index}. {title} · {channels} x {height} x {width}",
     "stage_units": "{index}. {title} · {channels} units",
     "units_note": "A fully connected layer has no maps: each pixel here is one unit, which sees the whole image.",
@@ -62,8 +61,10 @@ TEXT = {
 }
 TOP_POOL = 2000  # test images searched for a channel's favourites: enough to find good ones, under a second
 MAX_FILTERS = 64  # an MLP's first layer has 1024 whole-image templates: show the first ones
+OWN = -1  # "Explain the class": the true label, or each model's own answer
 
 dataset = ui.dataset()
+nouns = ui.nouns(dataset)
 spec = data.get_spec(dataset)
 classes = spec.classes
 ensemble = ui.ensemble(dataset)
@@ -153,7 +154,7 @@ for key in [k for k in st.session_state if str(k).startswith(("inside_stage_", "
     st.session_state[key] = st.session_state[key]
 
 st.title(TEXT["title"])
-st.write(TEXT["intro"])
+st.write(TEXT["intro"].format(**nouns))
 if not models:
     st.warning(TEXT["no_models"].format(dataset=spec.title))
     st.stop()
@@ -169,7 +170,7 @@ with choose:
     if source == TEXT["drawing"]:
         pixels = st.session_state.get("last_digit")
         if pixels is None:
-            st.info(TEXT["no_drawing"])
+            st.info(TEXT["no_drawing"].format(**nouns))
     elif source == TEXT["test"]:
         try:
             test = data.load(dataset, train=False)
@@ -182,15 +183,16 @@ with choose:
                       on_click=lambda: st.session_state.update(inside_index=random.randrange(len(test))))
             pixels, label = test.images[index].numpy(), int(test.labels[index])
     else:
-        upload = st.file_uploader(TEXT["upload_label"], type=["png", "jpg", "jpeg"])
+        upload = st.file_uploader(TEXT["upload_label"].format(**nouns), type=["png", "jpg", "jpeg"])
         if upload is not None:
             try:
-                stages = preprocess.prepare(preprocess.read_image(upload.getvalue(), name=upload.name))
+                stages = preprocess.prepare(preprocess.read_image(upload.getvalue(), name=upload.name),
+                                            dataset=dataset)
             except preprocess.ImageError as error:
                 st.error(str(error))
             else:
                 if stages.empty:
-                    st.info(TEXT["empty"])
+                    st.info(TEXT["empty"].format(problem=stages.problem))
                 pixels = stages.centred  # None when there is no digit
 if pixels is None:
     st.stop()
@@ -208,10 +210,12 @@ with pick:
         others = [n for n in names if n != chosen[0]]
         default = others.index("resnet18") if "resnet18" in others else len(others) - 1
         chosen.append(st.selectbox(TEXT["second_model"], others, index=default, key="inside_model_2"))
-    own = TEXT["explain_answer"] if label is None else TEXT["explain_label"].format(label=classes[label])
-    explained = st.selectbox(TEXT["explain"], [None, *range(len(classes))], key="inside_explain",
-                             format_func=lambda c: own if c is None else classes[c])
-    target = label if explained is None else explained
+    # A selectbox keeps its choice by the text shown, and shows "Choose an option" for None or a text that is
+    # gone: so no None among the options, and a key for each set of texts (another dataset's classes).
+    own = TEXT["explain_answer"] if label is None else TEXT["explain_label"]
+    explained = st.selectbox(TEXT["explain"], [OWN, *range(len(classes))], key=f"inside_explain_{dataset}_{own}",
+                             format_func=lambda c: own if c == OWN else classes[c])
+    target = label if explained == OWN else explained
     left, right = st.columns(2)
     patch = left.slider(TEXT["patch"], 2, 14, 4)
     stride = right.slider(TEXT["stride"], 1, 7, 2)
@@ -244,7 +248,7 @@ def computing(name: str):
 
 
 if view == maps_view:
-    st.caption(TEXT["maps_help"])
+    st.caption(TEXT["maps_help"].format(**nouns))
     for slot, column, _, inside in side_by_side():
         for index, feature_map in enumerate(inside.maps, start=1):
             column.markdown(f"**{stage_title(index, feature_map)}**")

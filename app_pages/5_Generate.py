@@ -1,4 +1,4 @@
-"""Generate: a conditional GAN draws digits of a chosen class; train it live, browse, walk its latent space."""
+"""Generate: a conditional GAN draws pictures of a chosen class; train it live, browse, walk its latent space."""
 
 import contextlib
 import tempfile
@@ -15,7 +15,7 @@ from core.models import get_card
 
 TEXT = {
     "title": "Generate",
-    "intro": "A conditional GAN (Mirza & Osindero, 2014) learns to draw a digit of the class you ask for: the "
+    "intro": "A conditional GAN (Mirza & Osindero, 2014) learns to draw a {thing} of the class you ask for: the "
              "generator G gets noise z and a label, the discriminator D gets an image and a label and tells real "
              "from generated. z decides the style, the label decides the class.",
     "generator": "Generator",
@@ -25,7 +25,7 @@ TEXT = {
     "broken": "This generator cannot be loaded: {error}",
     "tabs": ["Gallery", "Latent walks", "Scores", "Train", "Export"],
     "class": "Class", "all": "all classes", "count": "How many", "seed": "Seed",
-    "gallery_caption": "{count} generated {things} of {what}, seed {seed}.",
+    "gallery_caption": "{count} generated {pictures} of {what}, seed {seed}.",
     "columns": " Each column is one class.",
     "download_png": "Download the grid (PNG)",
     "sweep": "Style against class",
@@ -34,16 +34,16 @@ TEXT = {
     "rows": "Rows (one z each)", "first_seed": "First seed",
     "walk": "From one z to another",
     "walk_help": "One class, and z moved along the arc between two seeds: a smooth change means G has learnt a "
-                 "continuous space of styles, not a list of memorised digits.",
+                 "continuous space of styles, not a list of memorised {pictures}.",
     "seed_a": "From seed", "seed_b": "To seed", "steps": "Steps",
     "scores_help": "Measured when the generator was saved, with the shipped {judge} as the judge (it reads "
                    "{judge_accuracy:.2f} % of real test images right). Label agreement: the share "
-                   "of generated {things} the judge puts in the class asked for (for MNIST at least 99 % overall and "
+                   "of generated {pictures} the judge puts in the class asked for (for MNIST at least 99 % overall and "
                    "97 % for every class); the pale bars show the judge on real test images of each class, what a "
-                   "perfect generator would get. Diversity: mean distance between generated {things} of one class, "
+                   "perfect generator would get. Diversity: mean distance between generated {pictures} of one class, "
                    "against real ones (at least 80 %; a collapsed class scores near 0).",
-    "agreement": "Label agreement", "fid": "FID (judge's features)", "fid_help": "real training {things}: {ref:.3f}",
-    "cas": "Classification score", "cas_help": "a LeNet trained on generated digits only, on the real test set",
+    "agreement": "Label agreement", "fid": "FID (judge's features)", "fid_help": "real training {pictures}: {ref:.3f}",
+    "cas": "Classification score", "cas_help": "a LeNet trained on generated {pictures} only, on the real test set",
     "cas_none": "not measured for this run (`python -m core cgan score`)",
     "train_intro": "Training runs on the server like the classifiers: it goes on when you leave, and shares the "
                    "queue with them. Every epoch draws the same 100 z's (rows) as every class (columns).",
@@ -55,16 +55,17 @@ TEXT = {
     "scrub": "Epoch", "grid_caption": "Fixed noise after epoch {epoch}: each row one z, each column one class.",
     "export_intro": "A synthetic dataset: the classes in turn, so each has its share. CSV is the original "
                     "repository's fake_mnist.csv format (no header; the label, then 784 pixel values per row).",
-    "export_count": "Digits", "format": "Format",
-    "make": "Make the file: {count:,} digits ({fmt})",
-    "making": "Drawing {done:,} of {total:,} digits",
-    "made": "{total:,} digits made",
+    "export_count": "How many", "format": "Format",
+    "make": "Make the file: {count:,} {pictures} ({fmt})",
+    "making": "Drawing {done:,} of {total:,} {pictures}",
+    "made": "{total:,} {pictures} made",
     "kept": "The file waits on the server until you change the settings; after an hour it may be gone, and "
             "the button above makes it again.",
-    "download": "Download {count:,} digits ({fmt}, {size:.1f} MB)",
+    "download": "Download {count:,} {pictures} ({fmt}, {size:.1f} MB)",
     "export_failed": "The file could not be made: {error}",
 }
 IMAGE_LIMITS = {2000: "2,000", 10_000: "10,000", None: "all 60,000"}
+ALL = -1  # the gallery's class: every class
 MIME = {"csv": "text/csv", "npz": "application/octet-stream", "pt": "application/octet-stream"}
 # Made files wait here for their download, one per session: not in session_state, where 30 students'
 # 110 MB CSVs would stay in the server's memory.
@@ -73,12 +74,12 @@ EXPORT_KEEP_S = 3600  # files of sessions that left are removed when someone mak
 
 dataset = ui.dataset()
 classes = data.get_spec(dataset).classes
-things = "digits" if dataset == "mnist" else "images"
+nouns = ui.nouns(dataset)
 manager = ui.job_manager()
 owner = ui.session_id()
 
 st.title(TEXT["title"])
-st.write(TEXT["intro"])
+st.write(TEXT["intro"].format(**nouns))
 
 
 def describe(record: checkpoints.ModelRecord) -> str:
@@ -109,14 +110,16 @@ gallery, walks, scores, train, export = st.tabs(TEXT["tabs"])
 with gallery:
     if generator:
         left, middle, right = st.columns(3)
-        chosen = left.selectbox(TEXT["class"], [None, *range(len(classes))],
-                                format_func=lambda c: TEXT["all"] if c is None else classes[c])
+        # ALL, not None: a selectbox whose value is None shows "Choose an option"
+        choice = left.selectbox(TEXT["class"], [ALL, *range(len(classes))],
+                                format_func=lambda c: TEXT["all"] if c == ALL else classes[c])
+        chosen = None if choice == ALL else choice
         count = middle.select_slider(TEXT["count"], [10, 20, 50, 100, 200], value=50)
         seed = right.number_input(TEXT["seed"], 0, 2**31 - 1, 0, key="gallery-seed")
-        digits = gan.synthetic_dataset(generator, count, seed=int(seed), label=chosen).images.numpy()
+        samples = gan.synthetic_dataset(generator, count, seed=int(seed), label=chosen).images.numpy()
         what = TEXT["all"] if chosen is None else f"“{classes[chosen]}”"
-        caption = TEXT["gallery_caption"].format(count=count, things=things, what=what, seed=seed)
-        png = picture(gan.make_grid(digits, columns=10), caption + (TEXT["columns"] if chosen is None else ""))
+        caption = TEXT["gallery_caption"].format(count=count, what=what, seed=seed, **nouns)
+        png = picture(gan.make_grid(samples, columns=10), caption + (TEXT["columns"] if chosen is None else ""))
         st.download_button(TEXT["download_png"], png, file_name=f"cgan-{dataset}-seed{seed}.png",
                            mime="image/png", icon=":material/download:", on_click="ignore")
 
@@ -131,7 +134,7 @@ with walks:
         picture(gan.make_grid(sweep, columns=len(classes)), " · ".join(classes))
 
         st.subheader(TEXT["walk"])
-        st.caption(TEXT["walk_help"])
+        st.caption(TEXT["walk_help"].format(**nouns))
         a, b, c, d = st.columns(4)
         label = a.selectbox(TEXT["class"], range(len(classes)), format_func=lambda i: classes[i], key="walk-class")
         seed_a = b.number_input(TEXT["seed_a"], 0, 2**31 - 1, 1)
@@ -144,14 +147,14 @@ with scores:
     if record and "judge" in record.metrics:  # an entry of an older manifest may hold its agreement alone
         measured = record.metrics
         st.caption(TEXT["scores_help"].format(judge=get_card(measured["judge"]).title,
-                                              judge_accuracy=measured["judge_accuracy"], things=things))
+                                              judge_accuracy=measured["judge_accuracy"], **nouns))
         a, b, c = st.columns(3)
         a.metric(TEXT["agreement"], f"{measured['agreement']:.2f} %")
         b.metric(TEXT["fid"], f"{measured['fid']:.3f}")
-        b.caption(TEXT["fid_help"].format(things=things, ref=measured["fid_reference"]))
+        b.caption(TEXT["fid_help"].format(ref=measured["fid_reference"], **nouns))
         if measured.get("cas") is not None:
             c.metric(TEXT["cas"], f"{measured['cas']:.2f} %")
-            c.caption(TEXT["cas_help"])
+            c.caption(TEXT["cas_help"].format(**nouns))
         else:
             c.metric(TEXT["cas"], "–")
             c.caption(TEXT["cas_none"])
@@ -221,11 +224,11 @@ def made_file(wanted: tuple) -> dict | None:
 
 
 def make_file(wanted: tuple, count: int, fmt: str, seed: int) -> dict | None:
-    bar = st.progress(0.0, text=TEXT["making"].format(done=0, total=count))
+    bar = st.progress(0.0, text=TEXT["making"].format(done=0, total=count, **nouns))
     path = EXPORTS / f"{owner}-{uuid.uuid4().hex[:8]}.{fmt}"
 
     def progress(done: int, total: int) -> None:
-        bar.progress(done / total, text=TEXT["making"].format(done=done, total=total))
+        bar.progress(done / total, text=TEXT["making"].format(done=done, total=total, **nouns))
 
     try:
         EXPORTS.mkdir(exist_ok=True)
@@ -239,7 +242,7 @@ def make_file(wanted: tuple, count: int, fmt: str, seed: int) -> dict | None:
     except (checkpoints.CheckpointError, OSError) as error:  # the temporary folder is full or read-only
         st.error(TEXT["export_failed"].format(error=error))
         return None
-    bar.progress(1.0, text=TEXT["made"].format(total=count))
+    bar.progress(1.0, text=TEXT["made"].format(total=count, **nouns))
     made = st.session_state["export"] = {"wanted": wanted, "path": str(path), "size": size}
     return made
 
@@ -253,13 +256,13 @@ with export:
         seed = int(right.number_input(TEXT["seed"], 0, 2**31 - 1, 0, key="export-seed"))
         wanted = (str(record.path), record.date, count, fmt, seed)
         made = made_file(wanted)  # a rerun with the same settings makes nothing again
-        if st.button(TEXT["make"].format(count=count, fmt=fmt.upper()), icon=":material/build:",
+        if st.button(TEXT["make"].format(count=count, fmt=fmt.upper(), **nouns), icon=":material/build:",
                      disabled=made is not None):
             made = make_file(wanted, count, fmt, seed)
         if made:
             st.caption(TEXT["kept"])
             st.download_button(
-                TEXT["download"].format(count=count, fmt=fmt.upper(), size=made["size"] / 1e6),
+                TEXT["download"].format(count=count, fmt=fmt.upper(), size=made["size"] / 1e6, **nouns),
                 # read when clicked: Streamlit holds the bytes only while it sends them
                 Path(made["path"]).read_bytes, file_name=f"fake_{dataset}.{fmt}", mime=MIME[fmt],
                 icon=":material/download:", on_click="ignore",

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 import ui
 from core.jobs import JobSnapshot, device_slots, worker_threads
 from core.predict import PAGE_THREADS
+from core.recipes import recipe
 from core.training import TrainConfig, describe_device
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,7 +67,7 @@ def start(at: AppTest, *, arch: str, epochs: int, images: int | None, name: str)
     [epochs_slider] = [s for s in at.slider if s.label == "Epochs"]
     epochs_slider.set_value(epochs)
     [images_slider] = [s for s in at.select_slider if s.label == "Training images"]
-    images_slider.set_value(images)
+    images_slider.set_value(images or 60_000)
     [name_box] = [t for t in at.text_input if t.label == "Run name"]
     name_box.input(name)
     [button] = [b for b in at.button if b.label == "Start training"]
@@ -85,7 +86,8 @@ def test_a_tiny_run_goes_from_start_to_a_saved_model():
     assert any("saved as “tiny run”" in s.value for s in at.success)
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     loss = next(c for c in charts if c["layout"]["title"]["text"] == "Loss")
-    assert len(loss["data"][0]["x"]) >= 2  # train loss per logging interval
+    assert len(loss["data"][0]["x"]) == 8  # 450 images in batches of 128: each of the 2 x 4 batches reported
+    assert loss["data"][0]["mode"] == "lines+markers"  # too few points for a line alone
     assert len(loss["data"][1]["x"]) == 2  # validation loss per epoch
     assert any(c["data"][0]["type"] == "heatmap" for c in charts)
     assert [m.label for m in at.metric][-3:] == ["Test accuracy", "Best epoch", "Training time"]
@@ -93,7 +95,6 @@ def test_a_tiny_run_goes_from_start_to_a_saved_model():
 
 def test_the_settings_start_from_the_recipe_and_reach_the_run():
     from core import checkpoints
-    from core.recipes import recipe
 
     at = open_page("app_pages/1_Train.py")
     at.sidebar.radio[0].set_value("fashion").run()
@@ -109,6 +110,76 @@ def test_the_settings_start_from_the_recipe_and_reach_the_run():
     [run] = [r for r in checkpoints.read_manifest(checkpoints.runs_dir()) if r.name == "fashion run"]
     assert run.dataset == "fashion" and (run.config["warp"], run.config["erase"]) == (False, fashion.erase)
     assert run.config["momentum"] == fashion.momentum and run.config["nesterov"] == fashion.nesterov
+
+
+def test_the_settings_outlive_a_page_switch_and_each_architecture_keeps_its_own():
+    at = open_page("app_pages/1_Train.py")
+    [arch_box] = [s for s in at.selectbox if s.label == "Architecture"]
+    arch_box.select("alexnet").run()
+    [epochs] = [s for s in at.slider if s.label == "Epochs"]
+    epochs.set_value(30)
+    [augment] = [t for t in at.toggle if t.label == "Augmentation"]
+    augment.set_value(False)
+    [button] = [b for b in at.button if b.label == "Start training"]
+    button.click().run()  # a form's values count once it is sent, here refused: 30 epochs are over the limit
+    assert at.error and not [j for j in ui.job_manager().snapshots() if j.owner == at.session_state["session_id"]]
+    at.switch_page("app_pages/2_Draw.py").run()
+    at.switch_page("app_pages/1_Train.py").run()
+    assert not at.exception
+    assert [s.value for s in at.selectbox if s.label == "Architecture"] == ["alexnet"]
+    assert [s.value for s in at.slider if s.label == "Epochs"] == [30]
+    assert [t.value for t in at.toggle if t.label == "Augmentation"] == [False]
+    [arch_box] = [s for s in at.selectbox if s.label == "Architecture"]
+    arch_box.select("lenet5").run()  # another architecture starts from its own recipe
+    assert [s.value for s in at.slider if s.label == "Epochs"] == [recipe("lenet5").epochs]
+
+
+def test_early_stopping_without_a_validation_split_is_refused_on_the_form():
+    at = open_page("app_pages/1_Train.py")
+    [val] = [s for s in at.slider if s.label == "Validation split"]
+    val.set_value(0.0)
+    [patience] = [n for n in at.number_input if n.label == "Early stopping patience"]
+    patience.set_value(3)
+    [button] = [b for b in at.button if b.label == "Start training"]
+    button.click().run()
+    assert [e.value for e in at.error] == ["patience must be 0 when val_split is 0: early stopping watches the "
+                                           "validation split's loss, got 3"]
+
+
+def snapshot(job_id: int, status: str, **fields) -> JobSnapshot:
+    job = JobSnapshot(
+        id=job_id, name=f"run {job_id}", owner="b" * 16, config=TrainConfig(arch="mlp"), status=status, position=None,
+        created=0.0, started=None, finished=None, device="cpu", phase="", steps=(), epochs=(), progress=0.0,
+        samples_per_s=0.0, eta_s=None, last_step=None, error=None, result=None, pid=None)
+    return replace(job, **fields)
+
+
+def test_a_new_visitor_is_shown_the_running_run_not_a_queued_one():
+    def page():
+        import streamlit as st
+        from test_app import snapshot
+
+        import ui
+
+        jobs = [snapshot(1, "done"), snapshot(2, "running"), snapshot(3, "queued"), snapshot(4, "queued")]
+        st.write(ui.pick_job(jobs, owner="a" * 16, shown_key="shown").name)
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception and at.markdown[0].value == "run 2"
+
+
+def test_a_short_runs_curves_show_their_points_and_a_missing_validation_split_is_said():
+    steps = tuple({"global_step": i, "epoch": 1, "loss": 1 / i, "accuracy": 50.0, "lr": 0.1} for i in range(1, 5))
+    job = snapshot(90_002, "done", steps=steps, epochs=({"epoch": 1, "val_loss": None, "val_accuracy": None},),
+                   config=TrainConfig(arch="mlp", val_split=0.0, patience=0),
+                   last_step={**steps[-1], "steps_per_epoch": 4})
+    for figure in ui.loss_and_accuracy_charts(job):
+        [train_curve] = figure.data  # no validation curve: there is no validation split, and the chart says so
+        assert train_curve.mode == "lines+markers" and list(train_curve.x) == [1, 2, 3, 4]
+        assert [a.text for a in figure.layout.annotations] == ["no validation split"]
+    long = tuple({"global_step": i, "epoch": 1, "loss": 1 / i, "accuracy": 50.0, "lr": 0.1} for i in range(1, 101))
+    loss, _ = ui.loss_and_accuracy_charts(replace(job, id=90_003, steps=long, config=TrainConfig(arch="mlp")))
+    assert loss.data[0].mode == "lines" and not loss.layout.annotations
 
 
 def test_a_run_over_the_students_limit_is_refused_with_the_limit_said():
@@ -162,8 +233,12 @@ def test_draw_page_shows_the_stages_and_every_models_answer(mnist_test):
     at.run()
     assert not at.exception
     captions = [image.proto.imgs[0].caption for image in at.get("image")]
-    assert captions == ["your picture", "ink cropped", "longer side 20 px", "28x28, centred",
+    assert captions == ["your picture", "ink cropped", "longer side 20 px", "28x28, centred by mass",
                         "normalised (mean 0, sd 1)"]
+    [naive] = [t for t in at.toggle if t.label.startswith("Naive resize")]
+    naive.set_value(True).run()  # nothing is cropped, scaled or centred, and no caption says so
+    assert [image.proto.imgs[0].caption for image in at.get("image")] == [
+        "your picture", "squashed to 28x28", "normalised (mean 0, sd 1)"]
     consensus = next(m.value for m in at.markdown if "class='consensus'" in m.value)
     assert ">7</div>" in consensus
     # answered with the page's torch threads, and said so
@@ -207,14 +282,14 @@ def test_draw_page_says_why_the_canvas_holds_no_digit_and_asks_again_once_cleare
     stroke[140:146, 140:149] = 255  # 3 pixels long with the thinnest pen (6)
     at = on_the_canvas(canvas(covered))
     assert not at.exception and not at.dataframe
-    assert [w.value for w in at.warning] == ["No digit to classify: the picture is covered in ink (no paper around a "
-                                             "digit); clear it and draw one digit."]
+    assert [w.value for w in at.warning] == ["Nothing to classify: the picture is covered in ink (no paper around the "
+                                             "drawing); clear it and draw it smaller."]
     for ink in (dot, stroke):
         at.session_state["draw_canvas"] = canvas(ink)
         at.run()
         assert not at.exception and not at.dataframe
-        assert [w.value for w in at.warning] == ["No digit to classify: too little ink to read (a dot or a short "
-                                                 "stroke is not a digit); draw a bigger digit."]
+        assert [w.value for w in at.warning] == ["Nothing to classify: too little ink to read (a dot or a short "
+                                                 "stroke); draw it bigger."]
     at.session_state["draw_canvas"] = canvas(np.zeros((280, 280), np.uint8))  # the toolbar's clear
     at.run()
     assert not at.warning and any("Draw a digit on the canvas" in i.value for i in at.info)
@@ -239,6 +314,52 @@ def test_draw_page_reads_a_grey_and_alpha_canvas_and_keeps_it_across_pages(mnist
     at.switch_page("app_pages/2_Draw.py").run()  # the canvas comes back with the drawing, and so do the answers
     assert not at.exception and at.session_state["draw_restore"]["objects"]
     assert ">7</div>" in next(m.value for m in at.markdown if "class='consensus'" in m.value)
+
+
+def test_undo_takes_back_the_last_stroke_and_clear_all_of_them(mnist_test):
+    import numpy as np
+
+    seven = np.kron(mnist_test.images[0].numpy(), np.ones((10, 10), dtype=np.uint8))
+    state = canvas_state(np.dstack([seven] * 3 + [np.full_like(seven, 255)]))
+    state["drawing"]["raw"] = {"objects": [{"type": "path", "n": 1}, {"type": "path", "n": 2}]}
+    at = on_the_canvas(state)
+    [undo] = [b for b in at.button if b.label == "Undo"]
+    undo.click().run()
+    # The canvas is drawn again from the first stroke; until it sends its picture the answer stays as it was.
+    assert at.session_state["draw_restore"]["objects"] == [{"type": "path", "n": 1}]
+    assert not at.exception and ">7</div>" in next(m.value for m in at.markdown if "class='consensus'" in m.value)
+    [undo] = [b for b in at.button if b.label == "Undo"]
+    undo.click().run()  # a second click before the canvas answered takes back the second stroke too
+    assert at.session_state["draw_restore"]["objects"] == []
+    assert any("Draw a digit on the canvas" in i.value for i in at.info) and not at.dataframe
+    again = canvas_state(np.dstack([np.roll(seven, 20, axis=1)] * 3 + [np.full_like(seven, 255)]))
+    at.session_state["draw_canvas"] = again  # drawn again: the canvas sends its new picture
+    at.run()
+    assert any("class='consensus'" in m.value for m in at.markdown)
+    [clear] = [b for b in at.button if b.label == "Clear"]
+    clear.click().run()
+    assert at.session_state["draw_restore"]["objects"] == [] and not at.dataframe
+    assert [b.disabled for b in at.button if b.label in ("Undo", "Clear")] == [True, True]
+
+
+def text_on(at: AppTest) -> list[str]:
+    """Every text a student reads on a page: headings, paragraphs, captions, messages and widget labels."""
+    shown = [e.value for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning",
+                                  "success", "error") for e in at.get(kind)]
+    return shown + [w.label for kind in ("button", "selectbox", "slider", "select_slider", "toggle", "radio",
+                                         "number_input", "text_input", "multiselect") for w in at.get(kind)]
+
+
+@pytest.mark.parametrize("page", ["app_pages/0_Home.py", "app_pages/2_Draw.py", "app_pages/4_Inside.py",
+                                  "app_pages/5_Generate.py"])
+def test_on_fashion_mnist_the_pages_speak_of_clothes_not_digits(page):
+    at = open_page(page)
+    assert any("digit" in text.lower() for text in text_on(at))  # the MNIST wording is there to be replaced
+    at.sidebar.radio[0].set_value("fashion").run()
+    assert not at.exception
+    # Home's introduction names both datasets, and may
+    digits = [text for text in text_on(at) if "digit" in text.lower() and "digits (MNIST) or clothes" not in text]
+    assert not digits
 
 
 @pytest.mark.parametrize("given", [None, "0123456789abcdef", "not-a-token", "<script>"])

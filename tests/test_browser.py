@@ -109,13 +109,21 @@ def test_a_deep_link_as_the_first_request_shows_the_page_and_the_page_list(serve
     expect(_current_link(page)).to_have_attribute("href", f"{server}/Train")
 
 
-def test_the_frontend_comes_from_memory_and_the_page_works(server, page):
+def test_the_frontend_comes_from_memory_and_nothing_from_outside(server, page):
     from playwright.sync_api import expect
 
-    frontend = []
+    frontend, requested = [], []
     page.on("response", lambda r: frontend.append(r) if "/static/" in r.url else None)
+    page.on("request", lambda r: requested.append(r.url))
     page.goto(f"{server}/Draw")
     expect(page.get_by_role("heading", name="Draw", exact=True)).to_be_visible(timeout=60_000)
+    # the tab's icon is the lab's own file, in the page itself (a Material icon came from Google's servers)
+    icon = page.locator("link[rel='shortcut icon'], link[rel='icon']").first
+    expect(icon).to_have_attribute("href", re.compile(r"^data:image/svg\+xml;base64,"), timeout=30_000)
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Compare").click()
+    expect(page.get_by_role("heading", name="Compare", exact=True)).to_be_visible(timeout=60_000)
+    outside = [url for url in requested if not url.startswith((server, "data:", "blob:"))]
+    assert not outside  # a classroom may have no internet: every request stays on the lab's server
     assert len(frontend) > 50  # the first visit fetches Streamlit's bundles
     for response in frontend:
         # Streamlit's own file handler would add an etag; server.FrontendFromMemory sends none
@@ -152,7 +160,7 @@ def test_a_reloaded_tab_keeps_its_run_and_its_stop_button(server, page):
     expect(page).to_have_url(re.compile(rf"\?{ui.OWNER_PARAM}=[0-9a-f]{{16}}$"), timeout=30_000)
     page.get_by_label("Run name").fill("kept across a reload")
     page.get_by_role("button", name="Start training").click()
-    stop = page.get_by_role("button", name="Stop")
+    stop = page.get_by_role("button", name="Stop", exact=True)
     expect(stop).to_be_visible(timeout=120_000)
     page.reload()  # a new browser session: only the address says who this is
     expect(page.get_by_text("kept across a reload").first).to_be_visible(timeout=60_000)
@@ -189,6 +197,57 @@ def test_digits_drawn_with_the_mouse_are_read_by_the_models(server, page, digit,
     consensus.wait_for(timeout=60_000)
     assert consensus.inner_text().strip() == str(digit)
     assert page.get_by_text("Consensus:").is_visible()
+
+
+def _draw(page, strokes) -> None:
+    canvas = page.locator("[data-testid=stBidiComponentIsolated] canvas.upper-canvas")
+    canvas.wait_for(timeout=60_000)
+    box = canvas.bounding_box()
+    for stroke in strokes:
+        page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=6)
+        page.mouse.up()
+        page.wait_for_timeout(300)
+
+
+def test_undo_and_clear_buttons_take_strokes_back(server, page):
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/Draw")
+    consensus = page.locator("div.consensus")
+    _draw(page, [[(145, 35), (135, 245)]])  # a 1
+    expect(consensus).to_have_text("1", timeout=60_000)
+    _draw(page, [_ellipse(140, 190, 70, 55)])  # a loop over its foot: no longer a 1
+    expect(consensus).not_to_have_text("1", timeout=60_000)
+    # the page's own buttons, always visible (the canvas's toolbar shows on hover, and a touch screen has none)
+    page.get_by_test_id("stBaseButton-secondary").filter(has_text="Undo").click()
+    expect(consensus).to_have_text("1", timeout=60_000)
+    page.get_by_test_id("stBaseButton-secondary").filter(has_text="Clear").click()
+    expect(page.get_by_text("there is nothing to classify yet")).to_be_visible(timeout=60_000)
+    expect(consensus).to_have_count(0)
+
+
+def test_every_class_name_fits_the_answer_on_one_line(server, page):
+    """The Draw page's answer at 1280x800, in the column and the font it has there: 'T-shirt/top' broke in three."""
+    from core import data
+
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{server}/Draw")
+    _draw(page, [[(145, 35), (135, 245)]])
+    answer = page.locator("div.consensus")
+    answer.wait_for(timeout=60_000)
+    names = [name for spec in data.DATASETS.values() for name in spec.classes]
+    # Every class name's answer, put beside the one on the page: in its column, with its fonts and styles.
+    answer.evaluate("(e, html) => { const probe = document.createElement('div'); probe.id = 'probe'; "
+                    "probe.innerHTML = html; e.parentElement.parentElement.appendChild(probe); }",
+                    "".join(ui.big_answer(name) for name in names))
+    measure = "e => [e.clientWidth, e.scrollWidth, e.offsetHeight, parseFloat(getComputedStyle(e).fontSize)]"
+    for answer, name in zip(page.locator("#probe div.consensus").all(), names, strict=True):
+        width, scrolled, height, size = answer.evaluate(measure)
+        assert scrolled <= width and height < 1.5 * size, name  # on one line, inside its column
+        assert size >= 24, name  # and still large
 
 
 @pytest.mark.parametrize("spec", ui.PAGES, ids=lambda spec: spec.title)

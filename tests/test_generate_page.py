@@ -26,7 +26,8 @@ def test_the_shipped_generator_fills_every_tab():
     assert "50 generated digits of all classes, seed 0. Each column is one class." in image_captions(at)
     assert "0 · 1 · 2 · 3 · 4 · 5 · 6 · 7 · 8 · 9" in image_captions(at)  # style against class
 
-    [class_box] = [s for s in at.selectbox if s.label == "Class" and s.value is None]
+    [class_box] = [s for s in at.selectbox if s.label == "Class" and s.options[0] == "all classes"]
+    assert class_box.index == 0  # shown as "all classes", not as "Choose an option"
     class_box.select(7).run()
     [count] = [s for s in at.select_slider if s.label == "How many"]
     count.set_value(20).run()
@@ -79,7 +80,7 @@ def export_button(at: AppTest):
 def test_the_export_makes_the_file_with_a_progress_bar_once_then_offers_it(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the page keeps made files
     at = open_page("app_pages/5_Generate.py")
-    [count] = [n for n in at.number_input if n.label == "Digits"]
+    [count] = [n for n in at.number_input if n.label == "How many"]
     count.set_value(1100)
     [fmt] = [r for r in at.radio if r.label == "Format"]
     fmt.set_value("npz")

@@ -182,7 +182,7 @@ def test_the_last_drawing_is_the_default_input(mnist_test):
     assert at.radio[0].value == "Your last drawing"
     assert "Label:" not in captions(at)
     assert answers(at)[0].startswith("**lenet5** answers **7**")
-    assert at.selectbox[1].value is None and "each model's own answer" in at.selectbox[1].options[0]
+    assert at.selectbox[1].index == 0 and "each model's own answer" in at.selectbox[1].options[0]
     shown = array(chart(at, "input")["data"][0]["z"])
     assert np.allclose(shown, drawing, atol=0.5 / 255 + 1e-6)  # rounded to 8 bits, as a test image
 
@@ -215,3 +215,19 @@ def test_two_models_side_by_side_on_the_same_input():
     show(at, "Occlusion")
     assert [a.split("**")[1] for a in answers(at)] == ["lenet5", second]
     assert charts(at) == ["input", "occlusion_0", "occlusion_1"]
+
+
+def test_explain_the_class_keeps_the_true_label_as_the_image_and_the_dataset_change(mnist_test):
+    at = open_inside(inside_index=0)
+
+    def explained():
+        [box] = [s for s in at.selectbox if s.label == "Explain the class"]
+        return box.options[box.index] if box.index is not None else None
+
+    assert explained() == "the true label"
+    at.number_input[0].set_value(1).run()  # another digit: a 2, where the first was a 7
+    assert int(mnist_test.labels[0]) != int(mnist_test.labels[1])
+    assert not at.exception and explained() == "the true label"
+    at.sidebar.radio[0].set_value("fashion").run()
+    assert not at.exception and explained() == "the true label"
+    assert "explaining class **Pullover**" in answers(at)[0]  # Fashion-MNIST's test image 1 is a pullover
