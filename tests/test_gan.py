@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -212,38 +213,51 @@ def run_cli(*args: str, runs: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-def test_the_command_line_trains_samples_exports_and_scores(tmp_path):
+@pytest.fixture
+def runs_that_judged_real_digits(tmp_path) -> Path:
+    """A runs folder whose cache holds the judge's view of the real MNIST digits, as on a machine that scored a
+    generator before: measuring it is most of a score's time (30 of the 40 s of `cgan train` here)."""
+    judge = gan.judge_record("mnist")
+    gan_scores.real_reference(judge, checkpoints.load_record(judge), "mnist")  # the session's cache: once
+    shutil.copytree(checkpoints.cache_dir() / "gan-reference", tmp_path / "cache" / "gan-reference")
+    return tmp_path
+
+
+def test_the_command_line_trains_samples_exports_and_scores(runs_that_judged_real_digits, monkeypatch, capsys):
+    from PIL import Image
+
+    from core.__main__ import main
+
+    tmp_path = runs_that_judged_real_digits
     done = run_cli("train", "--epochs", "1", "--limit", "500", "--json", runs=tmp_path)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["epochs"] == 1 and 0 <= summary["scores"]["agreement"] <= 100
     assert len(summary["scores"]["agreement_per_class"]) == 10
 
-    done = run_cli("sample", "--digit", "7", "--n", "16", "--seed", "1", "--out", str(tmp_path / "grid.png"),
-                   runs=tmp_path)
-    assert done.returncode == 0, done.stderr
-    from PIL import Image
-
+    # The other commands in this process: a new one costs 6 s of imports each.
+    monkeypatch.setenv(checkpoints.RUNS_ENV, str(tmp_path))
+    grid = str(tmp_path / "grid.png")
+    assert main(["cgan", "sample", "--digit", "7", "--n", "16", "--seed", "1", "--out", grid]) == 0
     assert Image.open(tmp_path / "grid.png").size == (4 * 30 - 2, 4 * 30 - 2)
-    done = run_cli("sample", "--n", "12", "--out", str(tmp_path / "each"), runs=tmp_path)
+    assert main(["cgan", "sample", "--n", "12", "--out", str(tmp_path / "each")]) == 0
     assert sorted(p.name for p in (tmp_path / "each").iterdir())[:3] == ["0000-0.png", "0001-1.png", "0002-2.png"]
     assert len(list((tmp_path / "each").iterdir())) == 12
 
-    done = run_cli("export", "--n", "60", "--out", str(tmp_path / "fake.csv"), runs=tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert main(["cgan", "export", "--n", "60", "--out", str(tmp_path / "fake.csv")]) == 0
     rows = np.loadtxt(tmp_path / "fake.csv", delimiter=",", dtype=np.int64)
     assert rows.shape == (60, 785)  # no header; label, then 784 pixels
     assert rows[:, 0].tolist() == [i % 10 for i in range(60)]
     assert rows[:, 1:].min() >= 0 and rows[:, 1:].max() <= 255
-    done = run_cli("export", "--n", "20", "--out", str(tmp_path / "fake.npz"), runs=tmp_path)
+    assert main(["cgan", "export", "--n", "20", "--out", str(tmp_path / "fake.npz")]) == 0
     archive = np.load(tmp_path / "fake.npz")
     assert archive["images"].shape == (20, 28, 28) and archive["labels"].shape == (20,)
-    done = run_cli("export", "--n", "20", "--out", str(tmp_path / "fake.txt"), runs=tmp_path)
-    assert done.returncode == 2 and "must end in .csv, .npz or .pt" in done.stderr
+    capsys.readouterr()
+    assert main(["cgan", "export", "--n", "20", "--out", str(tmp_path / "fake.txt")]) == 2
+    assert "must end in .csv, .npz or .pt" in capsys.readouterr().err
 
-    done = run_cli("score", "--per-class", "50", "--cas", "0", "--json", runs=tmp_path)
-    assert done.returncode == 0, done.stderr
-    scores = json.loads(done.stdout)
+    assert main(["cgan", "score", "--per-class", "50", "--cas", "0", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
     assert len(scores["diversity_ratio"]) == 10 and scores["cas"] is None and scores["fid"] > scores["fid_reference"]
 
 
