@@ -368,6 +368,17 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
+def label_box(x: float, y: float, diameter: float, label: str, place: str) -> tuple[float, float, float, float]:
+    """The pixels (left, top, right, bottom) a point's label covers at a textposition, y downwards."""
+    radius = diameter / 2 + 1
+    share_x, share_y = _LABEL_PLACES[place]
+    w, h = 0.55 * _LABEL_FONT_PX * len(label) + 4, _LABEL_FONT_PX + 4
+    dx = 0 if share_x == -0.5 else (radius if share_x == 0 else -radius)
+    dy = 0 if share_y == -0.5 else (radius if share_y == 0 else -radius)
+    left, top = x + dx + share_x * w, y + dy + share_y * h
+    return left, top, left + w, top + h
+
+
 def label_places(x: Sequence[float], y: Sequence[float], labels: Sequence[str], diameters: Sequence[float], *,
                  width: float, height: float) -> list[str]:
     """A textposition for each point's label, chosen so that labels cover the fewest other labels and markers.
@@ -383,14 +394,10 @@ def label_places(x: Sequence[float], y: Sequence[float], labels: Sequence[str], 
     placed: list[tuple[float, float, float, float]] = []
     places = [""] * len(labels)
     for i in sorted(range(len(labels)), key=lambda i: -crowd[i]):
-        w, h = 0.55 * _LABEL_FONT_PX * len(labels[i]) + 4, _LABEL_FONT_PX + 4
         best = None
-        for place, (share_x, share_y) in _LABEL_PLACES.items():
-            dx = 0 if share_x == -0.5 else (radius[i] if share_x == 0 else -radius[i])
-            dy = 0 if share_y == -0.5 else (radius[i] if share_y == 0 else -radius[i])
-            left, top = x[i] + dx + share_x * w, y[i] + dy + share_y * h
-            box = (left, top, left + w, top + h)
-            outside = w * h - _overlap(box, (0, 0, width, height))
+        for place in _LABEL_PLACES:
+            box = label_box(x[i], y[i], diameters[i], labels[i], place)
+            outside = (box[2] - box[0]) * (box[3] - box[1]) - _overlap(box, (0, 0, width, height))
             cost = (sum(_overlap(box, other) for other in placed) + 2 * outside
                     + sum(_overlap(box, m) for j, m in enumerate(markers) if j != i))
             if best is None or cost < best[0]:

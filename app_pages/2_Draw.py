@@ -26,7 +26,7 @@ TEXT = {
     "naive": "Naive resize (what most demos do)",
     "naive_help": "Squash the whole picture to 28x28 without cropping or centring, to see why the recipe matters.",
     "empty": "Draw a {thing} on the canvas (or upload a picture): there is nothing to classify yet.",
-    "no_digit": "Nothing to classify: {problem}.",
+    "nothing": "Nothing to classify: {problem}.",
     "stages": "What the models see",
     "stage_names": {"picture": "your picture", "cropped": "ink cropped", "scaled": "longer side {box} px",
                     "centred": "28x28, centred", "centred_by_mass": "28x28, centred by mass",
@@ -123,7 +123,7 @@ with right:
         st.info(TEXT["empty"].format(**nouns))
         st.stop()
     if stages.problem:
-        st.warning(TEXT["no_digit"].format(problem=stages.problem))
+        st.warning(TEXT["nothing"].format(problem=stages.problem))
         st.stop()
     x = stages.tensor(dataset)
     st.session_state["last_digit"] = stages.centred  # the Inside page starts from it

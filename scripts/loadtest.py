@@ -290,7 +290,7 @@ async def start_run(page, server: str) -> None:
     epochs = page.get_by_role("slider", name="Epochs")
     await epochs.press("End")
     await page.get_by_role("slider", name="Training images").press("End")  # "all 60,000" is the last
-    patience = page.get_by_label("Early stopping patience (epochs, 0 = off)")
+    patience = page.get_by_label("Early stopping patience", exact=True)
     await patience.fill("0")
     await patience.press("Tab")
     await start.click()

@@ -161,3 +161,18 @@ def test_untimed_models_are_timed_by_a_queued_job_not_by_the_page(cheap_models, 
     # the table is there without its speed columns; one job is enough: a second visit queues no other
     assert at.dataframe and [j.id for j in ui.job_manager().snapshots() if j.kind == "timing"] == [job.id]
     assert any(b.label.startswith("Time the") and b.label.endswith("untimed models") for b in at.button)
+
+
+def test_labels_of_points_close_together_go_where_they_cover_no_other_label():
+    import ui
+
+    # zfnet, mobilenet and vgg11 on the chart of accuracy against training time, at 1280 pixels wide: three points
+    # 15 pixels apart on one line, their labels all put above them once
+    x, y, names = [230, 245, 262, 120], [70, 70, 70, 200], ["zfnet", "mobilenet", "vgg11", "lenet5"]
+    places = ui.label_places(x, y, names, [8] * 4, width=330, height=280)
+    boxes = [ui.label_box(px, py, 8, name, place) for px, py, name, place in zip(x, y, names, places, strict=True)]
+    for i, a in enumerate(boxes):
+        assert 0 <= a[0] and a[2] <= 330 and 0 <= a[1] and a[3] <= 280  # inside the plot
+        for b in boxes[i + 1:]:
+            assert ui._overlap(a, b) == 0, (names, places)
+    assert len(set(places[:3])) == 3
