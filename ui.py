@@ -18,6 +18,7 @@ from typing import NamedTuple
 import plotly.graph_objects as go
 import streamlit as st
 import torch
+from streamlit.delta_generator import DeltaGenerator
 
 from core import checkpoints, gan
 from core.cost import architecture_size
@@ -146,6 +147,18 @@ def keep_widgets() -> None:
 def dataset() -> str:
     """The dataset chosen in the sidebar; lab.py draws its radio before it runs any page."""
     return st.session_state[DATASET_KEY]
+
+
+_FIRST = -1  # class_choice's first option: not None, for a selectbox whose value is None shows "Choose an option"
+
+
+def class_choice(label: str, classes: Sequence[str], *, first: str, key: str | None = None,
+                 where: DeltaGenerator = st) -> int | None:
+    """A selectbox of a dataset's classes after one other option (``first``: "any", "all classes", ...), which it
+    returns as None. ``where`` is the container to draw it in."""
+    choice = where.selectbox(label, [_FIRST, *range(len(classes))], key=key,
+                             format_func=lambda c: first if c == _FIRST else classes[c])
+    return None if choice == _FIRST else choice
 
 
 # What a dataset's pictures show, for the pages' sentences: "Draw a {thing}", "parts of {things}", "6,000 {pictures}".

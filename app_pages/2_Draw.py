@@ -52,7 +52,7 @@ def take_back(*, everything: bool) -> None:
     edits = state.get("draw_edits", 0) + 1
     # A new value each time, even when it holds the same strokes: the canvas redraws only on a change.
     drawing = {"objects": objects, "edits": edits}
-    url = (state.get(CANVAS_KEY) or {}).get("drawing", {}).get("data")
+    url = ((state.get(CANVAS_KEY) or {}).get("drawing") or {}).get("data")  # the picture the canvas sent last
     state.update(draw_restore=drawing, draw_json=drawing, draw_edits=edits, draw_waiting=url)
     if not objects:
         state["draw_picture"] = None

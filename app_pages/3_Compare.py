@@ -90,10 +90,6 @@ def with_progress(text: str, compute: Callable[[zoo.Progress], T]) -> T:
     return result
 
 
-def class_name(index: int | None) -> str:
-    return TEXT["any"] if index is None else spec.classes[index]
-
-
 dataset = ui.dataset()
 spec = data.get_spec(dataset)
 st.title(TEXT["title"])
@@ -249,10 +245,9 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Spli
         metrics.confusion_matrix(chosen.predicted, labels, len(spec.classes)).tolist(), spec.classes))
     with gallery:
         st.markdown(f"**{TEXT['mistakes']}**")
-        options = [None, *range(len(spec.classes))]
         true_column, answer_column = st.columns(2)
-        true_class = true_column.selectbox(TEXT["true"], options, format_func=class_name)
-        answer_class = answer_column.selectbox(TEXT["answer"], options, format_func=class_name)
+        true_class = ui.class_choice(TEXT["true"], spec.classes, first=TEXT["any"], where=true_column)
+        answer_class = ui.class_choice(TEXT["answer"], spec.classes, first=TEXT["any"], where=answer_column)
         wrong = metrics.mistakes(chosen, labels, true_class=true_class, predicted_class=answer_class).tolist()
         if not wrong:
             st.info(TEXT["no_mistakes"])

@@ -61,7 +61,6 @@ TEXT = {
 }
 TOP_POOL = 2000  # test images searched for a channel's favourites: enough to find good ones, under a second
 MAX_FILTERS = 64  # an MLP's first layer has 1024 whole-image templates: show the first ones
-OWN = -1  # "Explain the class": the true label, or each model's own answer
 
 dataset = ui.dataset()
 nouns = ui.nouns(dataset)
@@ -148,11 +147,6 @@ def identity(name: str) -> tuple[str, str]:
     return str(record.path), record.date
 
 
-# A view's own widgets (One channel's stage and channel) are drawn only while it is on screen; set by the
-# script, their values outlive the views in between, as they did in tabs.
-for key in [k for k in st.session_state if str(k).startswith(("inside_stage_", "inside_channel_"))]:
-    st.session_state[key] = st.session_state[key]
-
 st.title(TEXT["title"])
 st.write(TEXT["intro"].format(**nouns))
 if not models:
@@ -210,12 +204,11 @@ with pick:
         others = [n for n in names if n != chosen[0]]
         default = others.index("resnet18") if "resnet18" in others else len(others) - 1
         chosen.append(st.selectbox(TEXT["second_model"], others, index=default, key="inside_model_2"))
-    # A selectbox keeps its choice by the text shown, and shows "Choose an option" for None or a text that is
-    # gone: so no None among the options, and a key for each set of texts (another dataset's classes).
+    # A selectbox keeps its choice by the text shown, and shows "Choose an option" for a text that is gone: a key
+    # for each set of texts (another dataset's classes; "the true label (7)" lost it when the image changed).
     own = TEXT["explain_answer"] if label is None else TEXT["explain_label"]
-    explained = st.selectbox(TEXT["explain"], [OWN, *range(len(classes))], key=f"inside_explain_{dataset}_{own}",
-                             format_func=lambda c: own if c == OWN else classes[c])
-    target = label if explained == OWN else explained
+    explained = ui.class_choice(TEXT["explain"], classes, first=own, key=f"inside_explain_{dataset}_{own}")
+    target = label if explained is None else explained
     left, right = st.columns(2)
     patch = left.slider(TEXT["patch"], 2, 14, 4)
     stride = right.slider(TEXT["stride"], 1, 7, 2)
@@ -307,13 +300,15 @@ elif view == channel_view:
         model, key = models[name][1], identity(name)
         with column:
             left, right = st.columns(2)
-            # Keys name the model and stage: another model or stage has other choices.
-            index = left.selectbox(TEXT["channel_stage"], range(len(inside.maps)), key=f"inside_stage_{slot}_{name}",
+            # Keys name the model and stage: another model or stage has other choices. Drawn only while this
+            # view is on screen, they are kept (ui.kept) through a look at another view, as tabs kept them.
+            index = left.selectbox(TEXT["channel_stage"], range(len(inside.maps)),
+                                   key=ui.kept(f"inside_stage_{slot}_{name}", 0),
                                    format_func=lambda i, maps=inside.maps: stage_title(i + 1, maps[i]))
             feature_map = inside.maps[index]
             stage = feature_map.stage.name
             channel = right.number_input(TEXT["channel_number"], 0, feature_map.maps.shape[0] - 1,
-                                         key=f"inside_channel_{slot}_{name}_{stage}")
+                                         key=ui.kept(f"inside_channel_{slot}_{name}_{stage}", 0))
             with computing(name):
                 pattern = grown_pattern(model, key, stage, channel, dataset)
             st.plotly_chart(picture(pattern, zmin=0, zmax=1, height=200), key=f"pattern_{slot}", width="stretch")

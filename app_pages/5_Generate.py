@@ -65,7 +65,6 @@ TEXT = {
     "export_failed": "The file could not be made: {error}",
 }
 IMAGE_LIMITS = {2000: "2,000", 10_000: "10,000", None: "all 60,000"}
-ALL = -1  # the gallery's class: every class
 MIME = {"csv": "text/csv", "npz": "application/octet-stream", "pt": "application/octet-stream"}
 # Made files wait here for their download, one per session: not in session_state, where 30 students'
 # 110 MB CSVs would stay in the server's memory.
@@ -110,10 +109,7 @@ gallery, walks, scores, train, export = st.tabs(TEXT["tabs"])
 with gallery:
     if generator:
         left, middle, right = st.columns(3)
-        # ALL, not None: a selectbox whose value is None shows "Choose an option"
-        choice = left.selectbox(TEXT["class"], [ALL, *range(len(classes))],
-                                format_func=lambda c: TEXT["all"] if c == ALL else classes[c])
-        chosen = None if choice == ALL else choice
+        chosen = ui.class_choice(TEXT["class"], classes, first=TEXT["all"], where=left)
         count = middle.select_slider(TEXT["count"], [10, 20, 50, 100, 200], value=50)
         seed = right.number_input(TEXT["seed"], 0, 2**31 - 1, 0, key="gallery-seed")
         samples = gan.synthetic_dataset(generator, count, seed=int(seed), label=chosen).images.numpy()

@@ -97,6 +97,7 @@ def test_the_gallery_shows_the_chosen_models_mistakes_by_class(cheap_models, mni
     assert confidences == sorted(confidences, reverse=True)
 
     [true_class] = [s for s in at.selectbox if s.label == "True class"]
+    assert true_class.options[true_class.index] == "any"  # shown as "any", not as "Choose an option"
     at = true_class.select_index(1 + 4).run()  # the options are "any", then the classes
     assert not at.exception
     captions = gallery(at)
