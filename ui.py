@@ -11,7 +11,8 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +21,7 @@ import streamlit as st
 import torch
 from streamlit.delta_generator import DeltaGenerator
 
-from core import checkpoints, gan
+from core import checkpoints, data, gan, i18n
 from core.cost import architecture_size
 from core.jobs import JobConfig, JobManager, JobSnapshot, worker_threads
 from core.models import get_card
@@ -28,6 +29,12 @@ from core.predict import PAGE_THREADS, Ensemble
 from core.training import clock, describe_device
 
 DATASET_KEY = "dataset"
+LANGUAGE_KEY = "language"  # session state: this tab's language, "zh" or "en"
+LANGUAGE_PARAM = "lang"  # the query parameter that carries it: a teacher's link with ?lang=zh opens in Chinese
+# Chinese needs a font with its glyphs: Debian's fonts-noto-cjk gives Noto Sans CJK SC, macOS has PingFang SC and
+# Windows Microsoft YaHei. The charts name them after the lab's own font (Plotly draws its text in SVG).
+FONT = ('"Source Sans", "Source Sans Pro", "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Microsoft YaHei", '
+        "sans-serif")
 ICON = str(Path(__file__).resolve().parent / "assets" / "icon.svg")  # the browser tab's
 
 
@@ -52,6 +59,48 @@ PAGES = [
     PageSpec("app_pages/4_Inside.py", "Inside", ":material/visibility:", "Inside"),
     PageSpec("app_pages/5_Generate.py", "Generate", ":material/auto_awesome:", "Generate"),
 ]
+
+
+def choose_language() -> None:
+    """Every run, before anything is drawn (lab.py): this tab's language, from the address (?lang=zh), else the
+    choice made before in this session, else the server's or the browser's default; and back into the address,
+    which a page switch empties."""
+    asked = st.query_params.get(LANGUAGE_PARAM)
+    if asked in i18n.LANGUAGES:
+        st.session_state[LANGUAGE_KEY] = asked
+    elif st.session_state.get(LANGUAGE_KEY) not in i18n.LANGUAGES:
+        st.session_state[LANGUAGE_KEY] = i18n.default_language(st.context.locale)
+    if asked != st.session_state[LANGUAGE_KEY]:  # unchanged, the address is not sent again
+        st.query_params[LANGUAGE_PARAM] = st.session_state[LANGUAGE_KEY]
+
+
+def language_switch() -> None:
+    """The sidebar's 中文 / English: the language changes at once, for this tab, and its address says it."""
+    st.radio(texts("sidebar")["language"], list(i18n.LANGUAGES), format_func=i18n.LANGUAGES.get, horizontal=True,
+             key=LANGUAGE_KEY, on_change=lambda: st.query_params.update({LANGUAGE_PARAM: language()}))
+
+
+def language() -> str:
+    return st.session_state.get(LANGUAGE_KEY, i18n.DEFAULT)
+
+
+def texts(section: str) -> Mapping:
+    """A table of the catalogue (``locales/``) in this tab's language: a page's words."""
+    return i18n.texts(section, language())
+
+
+def say(text: object) -> str:
+    """Something core said (a job's phase, a refused setting, an error) in this tab's language."""
+    return i18n.in_language(text, language())
+
+
+def page_title(page: PageSpec) -> str:
+    return texts("pages")[page.url_path.lower()]
+
+
+def classes(dataset: str) -> tuple[str, ...]:
+    """A dataset's class names in this tab's language."""
+    return tuple(i18n.translated("classes", name, language()) for name in data.get_spec(dataset).classes)
 
 
 def plain(text: str) -> str:
@@ -161,42 +210,28 @@ def class_choice(label: str, classes: Sequence[str], *, first: str, key: str | N
     return None if choice == _FIRST else choice
 
 
-# What a dataset's pictures show, for the pages' sentences: "Draw a {thing}", "parts of {things}", "6,000 {pictures}".
-NOUNS = {"mnist": {"thing": "digit", "things": "digits", "pictures": "digits"},
-         "fashion": {"thing": "piece of clothing", "things": "clothes", "pictures": "pictures of clothes"}}
-
-
-def nouns(dataset: str) -> dict[str, str]:
-    return NOUNS[dataset]
+def nouns(dataset: str) -> Mapping[str, str]:
+    """What a dataset's pictures show, for the pages' sentences: "Draw a {thing}", "parts of {things}",
+    "6,000 {pictures}"."""
+    return texts("nouns")[dataset]
 
 
 def big_answer(text: str) -> str:
     """A model's answer in large type (HTML), on one line that fits its column whatever its length: 'T-shirt/top'
     at a fixed 5rem broke into three lines and ran into the caption below."""
-    # Bold type takes about 0.6 em a character: the size is the column's width (cqw) over the characters, at most 5rem.
-    size = 100 / (0.64 * max(len(text), 1))
+    # Bold type takes about 0.6 em a Latin character and 1 em a Chinese one: the size is the column's width (cqw)
+    # over the text's width in em, at most 5rem.
+    width = sum(1.0 if unicodedata.east_asian_width(c) in "WF" else 0.64 for c in text)
+    size = 100 / max(width, 0.64)
     return (f"<div style='container-type:inline-size'><div class='consensus' style='font-size:min(5rem,{size:.1f}cqw);"
             f"font-weight:700;line-height:1.25;white-space:nowrap'>{html.escape(text)}</div></div>")
 
 
-JOB_TEXT = {
-    "started": "Queued as “{name}”.", "show": "Show run",
-    "queued": "Waiting: position {position} in the queue.",
-    "progress": "epoch {epoch}/{epochs} · step {step}/{steps} · {speed:,.0f} img/s · ETA {eta}",
-    "stop": "Stop", "failed": "This run failed: {error}",
-    "resume": "Resume", "resume_help": "Train on from its last finished epoch.",
-    "interrupted": "The server stopped while this run trained. Resume it to go on from its last finished epoch.",
-}
 STATUS_ICON = {"queued": ":material/hourglass_top:", "running": ":material/play_circle:",
                "stopping": ":material/stop_circle:", "done": ":material/check_circle:",
                "stopped": ":material/stop_circle:", "failed": ":material/error:",
                "interrupted": ":material/pause_circle:"}
 TEACHER_KEY = "teacher_key"  # session state: the key this session's teacher typed
-TEACHER_TEXT = {
-    "title": "Teacher", "key": "Teacher key", "wrong": "That is not the teacher key.",
-    "on": ":material/school: Teacher mode: you can stop and delete anyone's runs and change the limits.",
-    "leave": "Leave teacher mode",
-}
 
 
 def teacher_key() -> str | None:
@@ -209,35 +244,36 @@ def teacher_sign_in() -> None:
     """The sidebar's teacher mode, offered only on a server started with $MNIST_LAB_TEACHER_KEY."""
     if not job_manager().teacher_key:
         return
+    words = texts("teacher")
     if teacher_key():
-        st.caption(TEACHER_TEXT["on"])
-        if st.button(TEACHER_TEXT["leave"], icon=":material/logout:"):
+        st.caption(words["on"])
+        if st.button(words["leave"], icon=":material/logout:"):
             del st.session_state[TEACHER_KEY]
             st.rerun()
         return
-    with st.expander(TEACHER_TEXT["title"], icon=":material/school:"):
+    with st.expander(words["title"], icon=":material/school:"):
         with st.form("teacher", border=False, clear_on_submit=True):
-            key = st.text_input(TEACHER_TEXT["key"], type="password")
-            if st.form_submit_button(TEACHER_TEXT["title"]) and key:
+            key = st.text_input(words["key"], type="password")
+            if st.form_submit_button(words["title"]) and key:
                 if job_manager().is_teacher(key):
                     st.session_state[TEACHER_KEY] = key
                     st.rerun()
-                st.error(TEACHER_TEXT["wrong"])
+                st.error(words["wrong"])
 
 
 def submit_job(config: JobConfig, *, name: str, owner: str, shown_key: str) -> int | None:
     """Queue a run from a form and show it next; a bad setting or a limit is said on the page, nothing
     is queued (None). The toast says how long the run should take here."""
-    manager = job_manager()
+    manager, words = job_manager(), texts("jobs")
     try:
         job_id = manager.submit(config, name=name, owner=owner, teacher_key=teacher_key())
     except ValueError as error:
-        st.error(str(error))
+        st.error(say(error))
         return None
     st.session_state[shown_key] = job_id
     estimate = manager.estimate(config)
-    st.toast(JOB_TEXT["started"].format(name=plain(manager.snapshot(job_id).name))
-             + (f" About {clock(estimate.seconds)} of training." if estimate else ""))
+    st.toast(words["started"].format(name=plain(manager.snapshot(job_id).name))
+             + (words["about"].format(time=clock(estimate.seconds)) if estimate else ""))
     return job_id
 
 
@@ -252,8 +288,9 @@ def pick_job(jobs: list[JobSnapshot], *, owner: str, shown_key: str) -> JobSnaps
         running = [j.id for j in jobs if j.status in ("running", "stopping")]
         queued = [j.id for j in jobs if j.active]
         preferred = (mine or running or queued or [jobs[-1].id])[-1]
-    shown = st.selectbox(JOB_TEXT["show"], ids, index=ids.index(preferred),
-                         format_func=lambda i: f"{by_id[i].name} ({by_id[i].status})")
+    words, status = texts("jobs"), texts("status")
+    shown = st.selectbox(words["show"], ids, index=ids.index(preferred), format_func=lambda i: words["option"].format(
+        name=by_id[i].name, status=status[by_id[i].status]))
     st.session_state[shown_key] = shown
     return by_id[shown]
 
@@ -262,42 +299,44 @@ def job_status(job: JobSnapshot, *, owner: str) -> JobSnapshot:
     """A run's title and status line, its stop or resume button (for the student who started it, and
     the teacher), its place in the queue, its progress bar and its failure; returns the snapshot as it
     is after a stop."""
-    manager, key = job_manager(), teacher_key()
-    st.subheader(f"{STATUS_ICON[job.status]} {plain(job.name)} — {job.title}")
-    st.caption(f"{job.status} · {job.phase}" + (f" · {job.device}" if job.device else ""))
+    manager, key, words = job_manager(), teacher_key(), texts("jobs")
+    st.subheader(f"{STATUS_ICON[job.status]} {plain(job.name)} — {say(job.title)}")
+    st.caption(f"{texts('status')[job.status]} · {say(job.phase)}" + (f" · {say(job.device)}" if job.device else ""))
     in_charge = job.owner == owner or key is not None
-    if in_charge and job.active and st.button(JOB_TEXT["stop"], key=f"stop-{job.id}", icon=":material/stop:"):
+    if in_charge and job.active and st.button(words["stop"], key=f"stop-{job.id}", icon=":material/stop:"):
         manager.stop(job.id, owner=owner, teacher_key=key)
         job = manager.snapshot(job.id)
     if job.status == "interrupted":
-        st.warning(JOB_TEXT["interrupted"])
-        if in_charge and st.button(JOB_TEXT["resume"], key=f"resume-{job.id}", help=JOB_TEXT["resume_help"],
+        st.warning(words["interrupted"])
+        if in_charge and st.button(words["resume"], key=f"resume-{job.id}", help=words["resume_help"],
                                    icon=":material/resume:"):
             manager.resume(job.id, owner=owner, teacher_key=key)
             st.rerun()
     if job.status == "queued":
-        st.info(JOB_TEXT["queued"].format(position=job.position))
+        st.info(words["queued"].format(position=job.position))
     if job.last_step and job.active:
         step = job.last_step
-        st.progress(job.progress, text=JOB_TEXT["progress"].format(
+        st.progress(job.progress, text=words["progress"].format(
             epoch=step["epoch"], epochs=step["epochs"], step=step["step"], steps=step["steps_per_epoch"],
             speed=job.samples_per_s, eta=clock(job.eta_s)))
     if job.status == "failed":
-        st.error(JOB_TEXT["failed"].format(error=job.error))
+        st.error(words["failed"].format(error=say(job.error)))
     return job
 
 
 def architecture_card(arch: str) -> None:
-    card = get_card(arch)
+    """An architecture's card: its paper, its idea, and its size here against the original's."""
+    card, words = get_card(arch), texts("card")
+    said = i18n.card_words(card, language())
     params, macs = architecture_size(arch)
     st.subheader(f"{card.title} ({card.year})")
-    st.caption(card.paper)
-    st.write(card.summary)
-    st.markdown("\n".join(f"- {idea}" for idea in card.ideas))
+    st.caption(card.paper)  # as published
+    st.write(said.summary)
+    st.markdown("\n".join(f"- {idea}" for idea in said.ideas))
     left, right = st.columns(2)
-    left.metric("Parameters here", f"{params:,}")
-    right.metric("MACs per image", f"{macs / 1e6:.2f} M")
-    st.caption(f"The original: {card.paper_params}.")
+    left.metric(words["params"], f"{params:,}")
+    right.metric(words["macs"], f"{macs / 1e6:.2f} M")
+    st.caption(words["original"].format(params=said.paper_params))
 
 
 # Seconds between updates of a page that watches a run. Each update re-renders the page's live part in every
@@ -319,7 +358,6 @@ def thinned(points: Sequence[dict]) -> list[dict]:
     return list(points[::-1][::every][::-1])
 
 
-CHART_TEXT = {"no_validation": "no validation split"}
 FEW_POINTS = 30  # a curve of fewer points shows each one: a run's first points are a line too short to see
 
 
@@ -338,33 +376,34 @@ def _chart_key(job: JobSnapshot) -> tuple:
 
 def loss_and_accuracy_charts(job: JobSnapshot) -> tuple[go.Figure, go.Figure]:
     """Training curves per logging interval, validation per epoch, on one step axis (see ``_chart_key``)."""
-    return _loss_and_accuracy_charts(_chart_key(job), job)
+    return _loss_and_accuracy_charts(_chart_key(job), language(), job)
 
 
 def gan_loss_chart(job: JobSnapshot) -> go.Figure:
     """D's and G's losses per logging interval; the game is healthy while neither runs away."""
-    return _gan_loss_chart(_chart_key(job), job)
+    return _gan_loss_chart(_chart_key(job), language(), job)
 
 
 # The figures are shared, read-only, by every session: st.plotly_chart only serialises them.
 @st.cache_resource(max_entries=32)
-def _loss_and_accuracy_charts(key: tuple, _job: JobSnapshot) -> tuple[go.Figure, go.Figure]:
+def _loss_and_accuracy_charts(key: tuple, language: str, _job: JobSnapshot) -> tuple[go.Figure, go.Figure]:
+    words = i18n.texts("charts", language)
     points = thinned(_job.steps)
     steps = [p["global_step"] for p in points]
     per_epoch = _job.last_step["steps_per_epoch"] if _job.last_step else 1
     epoch_steps = [e["epoch"] * per_epoch for e in _job.epochs if e["val_loss"] is not None]
     figures = []
-    for metric, title in (("loss", "Loss"), ("accuracy", "Accuracy (%)")):
+    for metric in ("loss", "accuracy"):
         figure = go.Figure()
-        figure.add_scatter(x=steps, y=[p[metric] for p in points], name="train", mode=_line_mode(points))
+        figure.add_scatter(x=steps, y=[p[metric] for p in points], name=words["train"], mode=_line_mode(points))
         if _job.config.val_split:
             val = [e[f"val_{metric}"] for e in _job.epochs if e["val_loss"] is not None]
-            figure.add_scatter(x=epoch_steps, y=val, name="validation", mode="lines+markers")
+            figure.add_scatter(x=epoch_steps, y=val, name=words["validation"], mode="lines+markers")
         else:
-            figure.add_annotation(text=CHART_TEXT["no_validation"], showarrow=False, xref="paper", yref="paper",
+            figure.add_annotation(text=words["no_validation"], showarrow=False, xref="paper", yref="paper",
                                   x=1, y=1, xanchor="right", yanchor="bottom")
-        figure.update_layout(title=title, xaxis_title="step", height=300, margin=dict(l=10, r=10, t=40, b=10),
-                             legend=dict(orientation="h", y=-0.25))
+        figure.update_layout(title=words[metric], xaxis_title=words["step"], height=300, font_family=FONT,
+                             margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
         figures.append(figure)
     return figures[0], figures[1]
 
@@ -447,7 +486,7 @@ def accuracy_chart(x: Sequence[float], accuracy: Sequence[float], names: Sequenc
     figure.add_scatter(x=list(x), y=list(accuracy), text=list(names), mode="markers+text", cliponaxis=False,
                        textposition=label_places(px, py, names, diameters, width=width, height=height),
                        marker=dict(size=diameters, opacity=0), hoverinfo="skip", showlegend=False)
-    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=380,
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=380, font_family=FONT,
                          margin=dict(l=10, r=10, t=40, b=10))
     figure.update_xaxes(type="log", range=x_range)
     figure.update_yaxes(range=y_range)
@@ -457,20 +496,24 @@ def accuracy_chart(x: Sequence[float], accuracy: Sequence[float], names: Sequenc
 def confusion_chart(confusion: list[list[int]], classes: tuple[str, ...]) -> go.Figure:
     figure = go.Figure(go.Heatmap(z=confusion, x=list(classes), y=list(classes), colorscale="Blues",
                                   text=confusion, texttemplate="%{text}", showscale=False))
-    figure.update_layout(title="Confusion matrix (test set)", xaxis_title="predicted", yaxis_title="true",
+    words = texts("charts")
+    figure.update_layout(title=words["confusion"], xaxis_title=words["predicted"], yaxis_title=words["true"],
+                         font_family=FONT,
                          xaxis_type="category", yaxis_type="category", yaxis_autorange="reversed",
                          height=480, margin=dict(l=10, r=10, t=40, b=10))
     return figure
 
 
 @st.cache_resource(max_entries=32)
-def _gan_loss_chart(key: tuple, _job: JobSnapshot) -> go.Figure:
+def _gan_loss_chart(key: tuple, language: str, _job: JobSnapshot) -> go.Figure:
+    words = i18n.texts("charts", language)
     points = thinned(_job.steps)
     steps = [p["global_step"] for p in points]
     figure = go.Figure()
-    figure.add_scatter(x=steps, y=[p["d_loss"] for p in points], name="D (real vs generated)", mode=_line_mode(points))
-    figure.add_scatter(x=steps, y=[p["g_loss"] for p in points], name="G (fool D)", mode=_line_mode(points))
-    figure.update_layout(title="Losses", xaxis_title="step", height=330, margin=dict(l=10, r=10, t=40, b=10),
+    figure.add_scatter(x=steps, y=[p["d_loss"] for p in points], name=words["d_loss"], mode=_line_mode(points))
+    figure.add_scatter(x=steps, y=[p["g_loss"] for p in points], name=words["g_loss"], mode=_line_mode(points))
+    figure.update_layout(title=words["losses"], xaxis_title=words["step"], height=330, font_family=FONT,
+                         margin=dict(l=10, r=10, t=40, b=10),
                          legend=dict(orientation="h", y=-0.25))
     return figure
 
@@ -478,16 +521,16 @@ def _gan_loss_chart(key: tuple, _job: JobSnapshot) -> go.Figure:
 def gan_scores_chart(scores: dict, classes: tuple[str, ...], *, agreement_target: bool = True) -> go.Figure:
     """Per class: label agreement (beside the judge's own accuracy on real images) and diversity against
     real images, with the lines they must clear."""
-    figure = go.Figure()
-    figure.add_bar(x=list(classes), y=scores["agreement_per_class"], name="label agreement (%)")
-    figure.add_bar(x=list(classes), y=scores["real_agreement_per_class"], name="the judge on real images (%)",
+    figure, words = go.Figure(), texts("charts")
+    figure.add_bar(x=list(classes), y=scores["agreement_per_class"], name=words["agreement"])
+    figure.add_bar(x=list(classes), y=scores["real_agreement_per_class"], name=words["judge_real"],
                    marker_opacity=0.45)
-    figure.add_bar(x=list(classes), y=[100 * r for r in scores["diversity_ratio"]], name="diversity (% of real)")
+    figure.add_bar(x=list(classes), y=[100 * r for r in scores["diversity_ratio"]], name=words["diversity"])
     if agreement_target:
-        figure.add_hline(y=97, line_dash="dot", annotation_text="agreement target 97 %",
+        figure.add_hline(y=97, line_dash="dot", annotation_text=words["agreement_target"].format(value=97),
                          annotation_position="top left")
-    figure.add_hline(y=80, line_dash="dot", annotation_text="diversity target 80 %",
+    figure.add_hline(y=80, line_dash="dot", annotation_text=words["diversity_target"].format(value=80),
                      annotation_position="bottom left")
-    figure.update_layout(title="Scores per class", barmode="group", xaxis_type="category", height=380,
+    figure.update_layout(title=words["scores"], barmode="group", xaxis_type="category", height=380, font_family=FONT,
                          yaxis_title="%", margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
     return figure

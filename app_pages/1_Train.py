@@ -11,47 +11,10 @@ from core.models import get_card, list_models
 from core.recipes import recipe
 from core.training import OPTIMIZERS, SCHEDULES, clock
 
-TEXT = {
-    "title": "Train",
-    "intro": "Pick an architecture, set its hyperparameters and watch it learn. Runs belong to the server: "
-             "they go on when you switch pages or close the tab, and take turns with everyone else's.",
-    "arch": "Architecture",
-    "settings": "Hyperparameters (defaults: this architecture's recipe)",
-    "optimizer": "Optimizer", "lr": "Learning rate", "schedule": "Schedule", "batch": "Batch size",
-    "epochs": "Epochs", "weight_decay": "Weight decay", "smoothing": "Label smoothing",
-    "augment": "Augmentation", "augment_help": "Random shifts of the training images, and mirroring for clothes (a "
-                                               "mirrored shoe is a shoe; a mirrored 7 is no digit).",
-    "warp": "Rotations and scales", "warp_help": "With augmentation: rotations up to 10 degrees, scales of 0.9 to 1.1 "
-                                                 "and fractional shifts. Off: whole-pixel shifts only.",
-    "erase": "Random erasing", "erase_help": "With augmentation: the share of the training images in which a "
-                                             "random rectangle is blanked out.",
-    "val": "Validation split", "val_help": "The share of the training images held out to choose the best epoch "
-                                           "(never the test set). 0: the last epoch is kept.",
-    "patience": "Early stopping patience",
-    "patience_help": "Stop after this many epochs without a better validation loss; 0: never. It watches the "
-                     "validation split, so it needs one.",
-    "seed": "Seed", "images": "Training images",
-    "name": "Run name", "start": "Start training",
-    "live": "Runs", "nothing": "No runs yet on this server: start one above.",
-    "stopped": "Stopped; the best weights so far were saved as “{name}”.",
-    "done": "Finished; saved as “{name}”, now listed on the other pages.",
-    "test_accuracy": "Test accuracy", "best_epoch": "Best epoch", "seconds": "Training time",
-    "queue": "Queue (everyone's runs)", "you": "you", "someone": "another student",
-    "mine": "Your saved runs ({count})", "delete": "Delete", "deleted": "Deleted “{name}”.",
-    "headline": {"classifier": "{value:.2f} % on the test set", "generator": "label agreement {value:.1f} %"},
-    "estimate": "Estimate on this server: about {epoch} per epoch over all 60,000 images, so {run} for this "
-                "recipe ({basis}).",
-    "no_estimate": "No training speed measured on this server yet for this architecture: the first run shows it.",
-    "limits": "Each student may have {queued} runs waiting and train up to {images:,} images per run "
-              "(epochs x training images).",
-    "everyone_runs": "Saved runs, everyone's ({count})",
-    "teacher_limits": "Limits for students (teacher)", "queued_limit": "Runs waiting per student",
-    "images_limit": "Images per run (epochs x training images)", "save_limits": "Save the limits",
-    "limits_saved": "Limits saved.",
-}
+TEXT = ui.texts("train")
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 5e-2, 0.1, 0.3, 1.0]
 WEIGHT_DECAYS = [0.0, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.05, 0.1]
-IMAGE_LIMITS = {500: "500", 2000: "2,000", 10_000: "10,000", data.TRAIN_SIZE: "all 60,000"}
+IMAGE_LIMITS = {500: "500", 2000: "2,000", 10_000: "10,000", data.TRAIN_SIZE: TEXT["all_images"]}
 
 dataset = ui.dataset()
 manager = ui.job_manager()
@@ -102,7 +65,8 @@ with settings, st.form("settings"):
     per_epoch = manager.estimate(replace(default, epochs=1, limit=None))
     if per_epoch:
         st.caption(TEXT["estimate"].format(epoch=clock(per_epoch.seconds),
-                                           run=clock(per_epoch.seconds * default.epochs), basis=per_epoch.basis))
+                                           run=clock(per_epoch.seconds * default.epochs),
+                                           basis=ui.say(per_epoch.basis)))
     else:
         st.caption(TEXT["no_estimate"])
     if not ui.teacher_key():
@@ -128,24 +92,26 @@ def show(job: JobSnapshot) -> None:
     if job.result:
         st.success(TEXT["done" if job.status == "done" else "stopped"].format(name=ui.plain(job.name)))
         if job.result.get("divergence"):
-            st.warning(job.result["divergence"])
+            st.warning(ui.say(job.result["divergence"]))
         a, b, c = st.columns(3)
         a.metric(TEXT["test_accuracy"], f"{job.result['test_accuracy']:.2f} %")
         b.metric(TEXT["best_epoch"], job.result["best_epoch"] or "–")  # 0: stopped within the first epoch
         c.metric(TEXT["seconds"], clock(job.result["seconds"]))
-        classes = data.get_spec(job.config.dataset).classes
-        st.plotly_chart(ui.confusion_chart(job.result["confusion"], classes), width="stretch")
+        st.plotly_chart(ui.confusion_chart(job.result["confusion"], ui.classes(job.config.dataset)), width="stretch")
 
 
 def queue_table(jobs: list[JobSnapshot]) -> None:
+    columns, status = TEXT["queue_columns"], ui.texts("status")
     st.dataframe(
-        [{"run": j.name, "training": j.title,
-          "status": f"queued, #{j.position}" if j.position else j.status, "progress": round(100 * j.progress),
-          "test accuracy": j.result.get("test_accuracy") if j.result else None,
-          "started by": TEXT["you"] if j.owner == owner else teacher and j.owner[:4] or TEXT["someone"]}
+        [{columns["run"]: j.name, columns["training"]: ui.say(j.title),
+          columns["status"]: TEXT["queued_at"].format(position=j.position) if j.position else status[j.status],
+          columns["progress"]: round(100 * j.progress),
+          columns["test_accuracy"]: j.result.get("test_accuracy") if j.result else None,
+          columns["started_by"]: TEXT["you"] if j.owner == owner else teacher and j.owner[:4] or TEXT["someone"]}
          for j in reversed(jobs)],
         hide_index=True, width="stretch",
-        column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%d%%")},
+        column_config={columns["progress"]: st.column_config.ProgressColumn(min_value=0, max_value=100,
+                                                                            format="%d%%")},
     )
 
 

@@ -9,37 +9,7 @@ import ui
 from core import data, preprocess
 from core.training import describe_device
 
-TEXT = {
-    "title": "Draw",
-    "intro": {
-        "mnist": "Draw a digit and every trained model answers at once. Before they see it, your drawing is "
-                 "prepared the way MNIST's digits were: cropped to the ink, scaled to fit 20x20 pixels, and "
-                 "centred by its centre of mass in a 28x28 field.",
-        "fashion": "Draw a piece of clothing (a shirt, trousers, a shoe, a bag…) and every trained model answers at "
-                   "once. Before they see it, your drawing is prepared the way Fashion-MNIST's pictures were: "
-                   "cropped to the ink, its longer side scaled to 28 pixels, and centred in a 28x28 field.",
-    },
-    "source": "Input", "draw": "Draw", "upload": "Upload a picture",
-    "pen": "Pen width", "undo": "Undo", "clear": "Clear",
-    "canvas_help": "Undo takes back the last stroke, Clear starts again.",
-    "upload_label": "A PNG or JPEG picture of one {thing} (up to 5 MB)",
-    "naive": "Naive resize (what most demos do)",
-    "naive_help": "Squash the whole picture to 28x28 without cropping or centring, to see why the recipe matters.",
-    "empty": "Draw a {thing} on the canvas (or upload a picture): there is nothing to classify yet.",
-    "nothing": "Nothing to classify: {problem}.",
-    "stages": "What the models see",
-    "stage_names": {"picture": "your picture", "cropped": "ink cropped", "scaled": "longer side {box} px",
-                    "centred": "28x28, centred", "centred_by_mass": "28x28, centred by mass",
-                    "squashed": "squashed to 28x28", "normalised": "normalised (mean 0, sd 1)"},
-    "consensus": "Consensus: {probability:.0%} mean probability over {n} models",
-    "answers": "Every model's answer", "no_models": "No trained models for {dataset} yet: train one on the Train page.",
-    "left_out": "{name} is left out: {problem}",
-    "disagree": "{n} of {total} models disagree with the consensus: {names}.",
-    "agree": "All {total} models agree.",
-    "timing": "Preprocessing and all models: {ms:.0f} ms on {device}.",
-    "columns": {"model": "model", "answer": "answer", "confidence": "confidence", "probabilities": "probabilities",
-                "agrees": "agrees", "ms": "ms"},
-}
+TEXT = ui.texts("draw")
 CANVAS_KEY = "draw_canvas"
 CANVAS = 280  # pixels a side
 
@@ -66,7 +36,7 @@ def stage_caption(name: str, stages: preprocess.Stages) -> str:
 
 dataset = ui.dataset()
 nouns = ui.nouns(dataset)
-classes = data.get_spec(dataset).classes
+classes = ui.classes(dataset)
 models = ui.ensemble(dataset)
 
 st.title(TEXT["title"])
@@ -74,8 +44,9 @@ st.write(TEXT["intro"][dataset])
 left, right = st.columns([2, 3], gap="large")
 
 with left:
-    source = st.radio(TEXT["source"], [TEXT["draw"], TEXT["upload"]], horizontal=True, label_visibility="collapsed")
-    on_canvas = source == TEXT["draw"]
+    source = st.radio(TEXT["source"], ["draw", "upload"], format_func=TEXT.get, horizontal=True,
+                      label_visibility="collapsed")
+    on_canvas = source == "draw"
     picture = None
     if on_canvas:
         pen = st.slider(TEXT["pen"], 6, 40, 18)
@@ -95,7 +66,7 @@ with left:
             try:
                 picture = preprocess.read_canvas(url, width=CANVAS, height=CANVAS)
             except preprocess.ImageError as error:
-                st.error(str(error))
+                st.error(ui.say(error))
             else:
                 st.session_state["draw_json"], st.session_state["draw_picture"] = canvas.json_data, picture
         elif st.session_state.get("draw_restore"):
@@ -111,7 +82,7 @@ with left:
             try:
                 picture = preprocess.read_image(upload.getvalue(), name=upload.name)
             except preprocess.ImageError as error:
-                st.error(str(error))
+                st.error(ui.say(error))
     naive = st.toggle(TEXT["naive"], help=TEXT["naive_help"])
 
 with right:
@@ -123,7 +94,7 @@ with right:
         st.info(TEXT["empty"].format(**nouns))
         st.stop()
     if stages.problem:
-        st.warning(TEXT["nothing"].format(problem=stages.problem))
+        st.warning(TEXT["nothing"].format(problem=ui.say(stages.problem)))
         st.stop()
     x = stages.tensor(dataset)
     st.session_state["last_digit"] = stages.centred  # the Inside page starts from it
@@ -148,9 +119,9 @@ with right:
                                            names=", ".join(map(ui.plain, dissenters))))
     else:
         st.success(TEXT["agree"].format(total=len(prediction.answers)))
-    st.caption(TEXT["timing"].format(ms=milliseconds, device=describe_device()))  # the page's own threads
+    st.caption(TEXT["timing"].format(ms=milliseconds, device=ui.say(describe_device())))  # the page's own threads
     for name, problem in (models.problems | prediction.left_out).items():
-        st.warning(TEXT["left_out"].format(name=ui.plain(name), problem=problem))
+        st.warning(TEXT["left_out"].format(name=ui.plain(name), problem=ui.say(problem)))
 
 columns = TEXT["columns"]
 st.subheader(TEXT["answers"])
@@ -162,7 +133,7 @@ st.dataframe(
     column_config={
         columns["confidence"]: st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
         columns["probabilities"]: st.column_config.BarChartColumn(
-            y_min=0, y_max=1, help=f"one bar per class: {', '.join(classes)}"),
+            y_min=0, y_max=1, help=TEXT["bars_help"].format(classes=", ".join(classes))),
         columns["agrees"]: st.column_config.CheckboxColumn(),
     },
 )

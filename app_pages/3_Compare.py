@@ -12,70 +12,7 @@ import ui
 from core import bench, checkpoints, cost, data, metrics, zoo
 from core.models import get_card, get_model, list_models
 
-TEXT = {
-    "title": "Compare",
-    "intro": "Textbooks print a table of the classic networks measured on someone else's hardware. This one is "
-             "measured here: the size, accuracy, training cost and speed of every trained model, and pictures of "
-             "the trade-offs between them.",
-    "no_models": "No trained models yet: train one on the Train page.",
-    "no_models_here": "No trained {dataset} models yet: train one on the Train page.",
-    "table": "Every trained {dataset} model",
-    "refresh": "Time again", "refresh_help": "Measure latency and throughput again (say, after the machine was busy).",
-    "timing": "Timing the architectures on this machine as a queued job, once (the figures are cached): {what}",
-    "timing_queued": "waiting for a free slot, position {position} in the queue",
-    "timing_failed": "Timing the architectures failed: {error}",
-    "time_missing": "Time the {n} untimed models",
-    "csv": "Download CSV", "csv_help": "Every trained model of both datasets, with their speeds and weights' sizes.",
-    "table_caption": "MACs: multiply-accumulates per image. Training time, epochs and device: the model's own "
-                     "training run.",
-    "columns": {"name": "model", "arch": "architecture", "shipped": "shipped", "params": "parameters",
-                "macs": "MACs", "test_accuracy": "test acc. %", "epochs": "epochs", "train_seconds": "training s",
-                "train_device": "trained on"},
-    "speed": "Speed on this machine",
-    "speed_columns": {"cpu_latency_ms": "CPU ms", "cpu_images_per_s": "CPU img/s", "gpu_latency_ms": "GPU ms",
-                      "gpu_images_per_s": "GPU img/s"},
-    "speed_caption": "Latency: one image; throughput: batches of 256; medians of repeated runs after a warm-up, on "
-                     "{machines}.",
-    "report": "For context: the lab report",
-    "report_caption": "The same families at full size: {setting}.",
-    "report_columns": {"family": "family", "seconds": "training s", "accuracy": "test acc. %"},
-    "pictures": "Trade-offs on {dataset}",
-    "acc_macs": "Accuracy against MACs (bubble: parameters)", "acc_time": "Accuracy against training time",
-    "macs_axis": "MACs per image (log scale)", "time_axis": "training time, s (log scale)",
-    "accuracy_axis": "test accuracy %", "params_hover": "parameters", "trained_hover": "trained on",
-    "curves": "Training curves", "curve_models": "Models", "curve_metric": "Curve",
-    "metrics": {"val_accuracy": "validation accuracy %", "val_loss": "validation loss",
-                "train_accuracy": "training accuracy %", "train_loss": "training loss"},
-    "epoch": "epoch",
-    "test_set": "On the test set",
-    "no_data": "The test images cannot be read, so the answers, the hardest pictures and the mistakes are not "
-               "shown: {error}",
-    "test_models": "Models on the test set",
-    "test_models_help": "Each model answers the test set once on this server; the answers are cached.",
-    "predicting": "Every chosen model answers the test set, once (the answers are cached):",
-    "none_chosen": "Choose at least one model above.",
-    "left_out": "{name} is left out: {problem}",
-    "per_class": "Accuracy per class (%)", "true_class_axis": "true class",
-    "hardest": {"mnist": "The hardest digits: those most models get wrong",
-                "fashion": "The hardest pictures: those most models get wrong"},
-    "hardest_about": "Under each: the true class → the wrong answer most of them give (how many of the {n} "
-                     "models get it wrong).",
-    "hardest_caption": "{label} → {answer} ({wrong}/{n})",
-    "up_close": "One model up close", "model": "Model",
-    "mistakes": "Its mistakes",
-    "true": "True class", "answer": "Its answer", "any": "any",
-    "mistake_caption": "{label} → {answer} ({confidence:.0%})",
-    "mistake_count": "{n:,} mistakes of {total:,} test images match; the most confident come first{shown}.",
-    "shown": ", {shown} shown",
-    "no_mistakes": "No mistakes with these filters.",
-    "layers": "Layer by layer",
-    "arch": "Architecture", "depth": "Depth", "depth_help": "1: the main parts; deeper: the blocks inside them.",
-    "layer_columns": {"name": "layer", "kind": "type", "output_shape": "output shape", "params": "parameters",
-                      "macs": "MACs"},
-    "training_only": "training only",
-    "layers_caption": "{params:,} parameters and {macs:,} MACs per image in all. Output shapes for one image come "
-                      "from forward hooks, MACs from torch's flop counter.",
-}
+TEXT = ui.texts("compare")
 GALLERY_SIZE = 40
 THUMBNAIL = 64  # pixels
 CURVES = 6  # shown at first: more lines than this are hard to tell apart
@@ -85,19 +22,20 @@ T = TypeVar("T")
 def with_progress(text: str, compute: Callable[[zoo.Progress], T]) -> T:
     """Run ``compute(progress)``, showing a progress bar while core reports steps."""
     slot = st.empty()
-    result = compute(lambda done, total, what: slot.progress(done / max(total, 1), text=f"{text} {what}"))
+    result = compute(lambda done, total, what: slot.progress(done / max(total, 1), text=f"{text} {ui.say(what)}"))
     slot.empty()
     return result
 
 
 dataset = ui.dataset()
 spec = data.get_spec(dataset)
+classes = ui.classes(dataset)
 st.title(TEXT["title"])
 st.write(TEXT["intro"])
 
 def time_architectures(*, again: bool) -> None:
     architectures = tuple(dict.fromkeys(zoo.architecture_of(r) for r in records))
-    if ui.submit_job(zoo.TimingJob(architectures, refresh=again), name="zoo timing", owner=ui.session_id(),
+    if ui.submit_job(zoo.TimingJob(architectures, refresh=again), name=TEXT["timing_name"], owner=ui.session_id(),
                      shown_key="shown_timing") is not None:
         st.rerun()
 
@@ -113,7 +51,7 @@ def timing() -> None:
         timing_progress(last.id)
         return
     if last is not None and last.status == "failed":
-        st.error(TEXT["timing_failed"].format(error=last.error))
+        st.error(TEXT["timing_failed"].format(error=ui.say(last.error)))
     label = TEXT["time_missing"].format(n=untimed) if untimed else TEXT["refresh"]
     if st.button(label, help=TEXT["refresh_help"], icon=":material/timer:"):
         time_architectures(again=not untimed)
@@ -124,7 +62,7 @@ def timing_progress(job_id: int) -> None:
     job = ui.job_manager().snapshot(job_id)
     if not job.active:
         st.rerun()  # the figures are in: the whole table again
-    where = TEXT["timing_queued"].format(position=job.position) if job.position else job.phase
+    where = TEXT["timing_queued"].format(position=job.position) if job.position else ui.say(job.phase)
     st.progress(job.progress, text=TEXT["timing"].format(what=where))
 
 
@@ -163,13 +101,13 @@ with speed:
         st.dataframe(speeds.rename(columns=speed_columns), hide_index=True, width="stretch",
                      column_config={speed_columns[key]: st.column_config.NumberColumn(format="localized")
                                     for key in ("cpu_images_per_s", "gpu_images_per_s") if key in speeds})
-        machines = " and ".join(zoo.timing_machine(device) for device in bench.speed_devices())
+        machines = TEXT["and"].join(zoo.timing_machine(device) for device in bench.speed_devices())
         st.caption(TEXT["speed_caption"].format(machines=machines))
 with report:
     st.markdown(f"**{TEXT['report']}**")
     st.dataframe([{TEXT["report_columns"][key]: getattr(figure, key) for key in TEXT["report_columns"]}
                   for figure in zoo.LAB_REPORT], hide_index=True)
-    st.caption(TEXT["report_caption"].format(setting=zoo.LAB_REPORT_SETTING))
+    st.caption(TEXT["report_caption"].format(setting=ui.say(zoo.LAB_REPORT_SETTING)))
 
 # --- pictures ---
 st.header(TEXT["pictures"].format(dataset=spec.title))
@@ -214,15 +152,15 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Spli
     answers, problems = with_progress(TEXT["predicting"], lambda progress: zoo.zoo_predictions(
         [by_name[name] for name in picked], progress=progress))
     for name, problem in problems.items():
-        st.warning(TEXT["left_out"].format(name=name, problem=problem))
+        st.warning(TEXT["left_out"].format(name=name, problem=ui.say(problem)))
     answered = {name: answers[by_name[name].path] for name in picked if by_name[name].path in answers}
     if not answered:
         return None
     images, labels = test.images.numpy(), test.labels
 
-    per_class = [metrics.per_class_accuracy(a.predicted, labels, len(spec.classes)).tolist()
+    per_class = [metrics.per_class_accuracy(a.predicted, labels, len(classes)).tolist()
                  for a in answered.values()]
-    heatmap = go.Figure(go.Heatmap(z=per_class, x=list(spec.classes), y=list(answered), colorscale="RdYlGn",
+    heatmap = go.Figure(go.Heatmap(z=per_class, x=list(classes), y=list(answered), colorscale="RdYlGn",
                                    text=[[f"{v:.1f}" for v in row] for row in per_class], texttemplate="%{text}"))
     heatmap.update_layout(title=TEXT["per_class"], xaxis_title=TEXT["true_class_axis"], xaxis_type="category",
                           yaxis_type="category", yaxis_autorange="reversed", height=120 + 28 * len(answered),
@@ -234,20 +172,20 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Spli
         st.subheader(TEXT["hardest"][dataset])
         st.caption(TEXT["hardest_about"].format(n=len(answered)))
         st.image([images[h.index] for h in hardest], width=THUMBNAIL, caption=[
-            TEXT["hardest_caption"].format(label=spec.classes[h.label], wrong=h.wrong, n=len(answered),
-                                           answer=spec.classes[h.answer]) for h in hardest])
+            TEXT["hardest_caption"].format(label=classes[h.label], wrong=h.wrong, n=len(answered),
+                                           answer=classes[h.answer]) for h in hardest])
 
     st.subheader(TEXT["up_close"])
     name = st.selectbox(TEXT["model"], list(answered))
     chosen = answered[name]
     confusion, gallery = st.columns(2, gap="large")  # ten class names under a narrower matrix crowd it
     confusion.plotly_chart(ui.confusion_chart(
-        metrics.confusion_matrix(chosen.predicted, labels, len(spec.classes)).tolist(), spec.classes))
+        metrics.confusion_matrix(chosen.predicted, labels, len(classes)).tolist(), classes))
     with gallery:
         st.markdown(f"**{TEXT['mistakes']}**")
         true_column, answer_column = st.columns(2)
-        true_class = ui.class_choice(TEXT["true"], spec.classes, first=TEXT["any"], where=true_column)
-        answer_class = ui.class_choice(TEXT["answer"], spec.classes, first=TEXT["any"], where=answer_column)
+        true_class = ui.class_choice(TEXT["true"], classes, first=TEXT["any"], where=true_column)
+        answer_class = ui.class_choice(TEXT["answer"], classes, first=TEXT["any"], where=answer_column)
         wrong = metrics.mistakes(chosen, labels, true_class=true_class, predicted_class=answer_class).tolist()
         if not wrong:
             st.info(TEXT["no_mistakes"])
@@ -257,8 +195,8 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Spli
                 n=len(wrong), total=len(labels),
                 shown=TEXT["shown"].format(shown=len(shown)) if len(shown) < len(wrong) else ""))
             st.image([images[i] for i in shown], width=THUMBNAIL, caption=[
-                TEXT["mistake_caption"].format(label=spec.classes[labels[i]],
-                                               answer=spec.classes[chosen.predicted[i]],
+                TEXT["mistake_caption"].format(label=classes[labels[i]],
+                                               answer=classes[chosen.predicted[i]],
                                                confidence=float(chosen.confidence[i])) for i in shown])
     return by_name[name].arch
 
@@ -277,7 +215,7 @@ st.header(TEXT["layers"])
 arch_column, depth_column = st.columns([3, 1])
 arch = arch_column.selectbox(TEXT["arch"], list_models(), index=list_models().index(looked_at or here[0][0].arch),
                              format_func=lambda a: get_card(a).title)
-model = get_model(arch, num_classes=len(spec.classes))
+model = get_model(arch, num_classes=len(classes))
 deepest = max(n.count(".") + 1 for n, _ in model.named_modules() if n)
 depth = depth_column.slider(TEXT["depth"], 1, deepest, min(2, deepest), help=TEXT["depth_help"])
 layers = cost.layer_summary(model, depth=depth)
@@ -290,5 +228,5 @@ st.dataframe(
     hide_index=True, width="stretch",
     column_config={layer_columns[key]: st.column_config.NumberColumn(format="localized") for key in ("params", "macs")},
 )
-params, macs = cost.architecture_size(arch, num_classes=len(spec.classes))
+params, macs = cost.architecture_size(arch, num_classes=len(classes))
 st.caption(TEXT["layers_caption"].format(params=params, macs=macs))

@@ -11,61 +11,15 @@ import streamlit as st
 import ui
 from core import data, explain, preprocess
 
-TEXT = {
-    "title": "Inside",
-    "intro": "ZFNet's lesson (Zeiler & Fergus, 2013) was to look inside a network: its first layers find strokes "
-             "and edges, deeper ones find parts of {things}, and hiding the right part of an image changes the "
-             "answer. Pick an input and one or two models, and see what each stage computes.",
-    "source": "Input", "drawing": "Your last drawing", "test": "A test image", "upload": "Upload a picture",
-    "no_drawing": "Nothing drawn yet: draw a {thing} on the Draw page and it appears here.",
-    "index": "Test image number", "random": "Random test image",
-    "upload_label": "A PNG or JPEG picture of one {thing} (up to 5 MB)",
-    "empty": "Nothing to look at in this picture: {problem}.",
-    "no_data": "The test images cannot be read: {error}",
-    "input_caption": "The 28x28 input, as every model sees it", "label": "Label: {label}",
-    "model": "Model", "second": "Side by side with a second model", "second_model": "Second model",
-    "explain": "Explain the class", "explain_answer": "each model's own answer", "explain_label": "the true label",
-    "patch": "Occlusion patch (pixels)", "stride": "Occlusion stride (pixels)",
-    "no_models": "No trained models for {dataset} yet: train one on the Train page.",
-    "left_out": "{name} is left out: {problem}",
-    "answer": "**{model}** answers **{answer}** with {probability:.0%}; explaining class **{target}**.",
-    "timing": "This view in {ms:.0f} ms on the server; a view seen before, by anyone, for this model, input and "
-              "settings comes from the server's cache.",
-    "view": "View", "views": ["Feature maps", "Filters", "Saliency and Grad-CAM", "Occlusion", "One channel"],
-    "computing": "{view} of {model}: computing…",
-    "maps_help": "Each small square is one channel's response to this input, bright where its filter found what it "
-                 "looks for: early stages answer to strokes and edges on a fine grid, deeper ones to parts of "
-                 "{things} on coarser grids. Hover for the channel and its mean activation.",
-    "stage_maps": "{index}. {title} · {channels} x {height} x {width}",
-    "stage_units": "{index}. {title} · {channels} units",
-    "units_note": "A fully connected layer has no maps: each pixel here is one unit, which sees the whole image.",
-    "hover_channel": "channel", "hover_mean": "mean activation",
-    "filters_help": "The first layer's kernels, enlarged: light weights add the pixel under them and dark ones "
-                    "subtract it, so each kernel is a small stroke or edge detector.",
-    "templates": "A fully connected first layer has no small kernels: each unit weighs all 784 pixels, so its "
-                 "filter is a template as large as the image (the first {shown} of {total}).",
-    "no_filters": "The first layer's weights cannot be drawn as pictures.",
-    "saliency": "Saliency", "cam": "Grad-CAM",
-    "saliency_help": "Saliency: how much a tiny change of each pixel would move the score of the class explained; "
-                     "bright pixels are where the answer is most sensitive. Grad-CAM: the maps of the last stage with "
-                     "a grid, weighted by how much they raise that score; warm regions are where the evidence lies.",
-    "cam_stage": "Grad-CAM on stage {index}, {title} ({height} x {width}).",
-    "no_cam": "Grad-CAM needs feature maps, and a fully connected network has none.",
-    "occlusion_help": "ZFNet's experiment: a grey patch slides over the image and the probability of the class "
-                      "explained is measured each time; red where hiding a pixel lowers it, blue where it raises it.",
-    "occlusion_scale": "Largest mean drop over the patches that hide a pixel: {drop:.1%}; largest rise: {rise:.1%}.",
-    "channel_help": "What excites one channel: a pattern grown from noise to drive it as high as possible "
-                    "(regularised to stay image-like), and the test images that drive it highest.",
-    "channel_stage": "Stage", "channel_number": "Channel",
-    "pattern": "grown from noise", "top": "Test images that excite it most (label, mean activation)",
-}
+TEXT = ui.texts("inside")
+VIEWS = ("maps", "filters", "saliency", "occlusion", "channel")  # TEXT["views"] names them
 TOP_POOL = 2000  # test images searched for a channel's favourites: enough to find good ones, under a second
 MAX_FILTERS = 64  # an MLP's first layer has 1024 whole-image templates: show the first ones
 
 dataset = ui.dataset()
 nouns = ui.nouns(dataset)
 spec = data.get_spec(dataset)
-classes = spec.classes
+classes = ui.classes(dataset)
 ensemble = ui.ensemble(dataset)
 models = {record.label: (record, model) for record, model in ensemble.models}  # a run never hides a shipped model
 
@@ -153,19 +107,19 @@ if not models:
     st.warning(TEXT["no_models"].format(dataset=spec.title))
     st.stop()
 for name, problem in ensemble.problems.items():
-    st.warning(TEXT["left_out"].format(name=ui.plain(name), problem=problem))
+    st.warning(TEXT["left_out"].format(name=ui.plain(name), problem=ui.say(problem)))
 
 # --- the input ---------------------------------------------------------------------------------------
 choose, show, pick = st.columns([2, 1, 2], gap="large")
 with choose:
-    sources = [TEXT["drawing"], TEXT["test"], TEXT["upload"]]
-    source = st.radio(TEXT["source"], sources, index=0 if "last_digit" in st.session_state else 1, horizontal=True)
+    source = st.radio(TEXT["source"], ["drawing", "test", "upload"], format_func=TEXT.get,
+                      index=0 if "last_digit" in st.session_state else 1, horizontal=True)
     pixels, label = None, None
-    if source == TEXT["drawing"]:
+    if source == "drawing":
         pixels = st.session_state.get("last_digit")
         if pixels is None:
             st.info(TEXT["no_drawing"].format(**nouns))
-    elif source == TEXT["test"]:
+    elif source == "test":
         try:
             test = data.load(dataset, train=False)
         except data.DatasetNotFound as error:
@@ -183,10 +137,10 @@ with choose:
                 stages = preprocess.prepare(preprocess.read_image(upload.getvalue(), name=upload.name),
                                             dataset=dataset)
             except preprocess.ImageError as error:
-                st.error(str(error))
+                st.error(ui.say(error))
             else:
                 if stages.empty:
-                    st.info(TEXT["empty"].format(problem=stages.problem))
+                    st.info(TEXT["empty"].format(problem=ui.say(stages.problem)))
                 pixels = stages.centred  # None when there is no digit
 if pixels is None:
     st.stop()
@@ -230,17 +184,17 @@ for _, column, name, inside in side_by_side():
     column.markdown(TEXT["answer"].format(model=ui.plain(name), answer=classes[inside.answer],
                                           probability=float(inside.probabilities.max()),
                                           target=classes[inside.target]))
-view = st.radio(TEXT["view"], TEXT["views"], horizontal=True, key="inside_view", label_visibility="collapsed")
+view = st.radio(TEXT["view"], VIEWS, format_func=dict(zip(VIEWS, TEXT["views"], strict=True)).get, horizontal=True,
+                key="inside_view", label_visibility="collapsed")
 timing = st.empty()
-maps_view, filters_view, saliency_view, occlusion_view, channel_view = TEXT["views"]
 
 
 def computing(name: str):
     """A spinner, shown when a view's computation takes more than half a second (a cache miss)."""
-    return st.spinner(TEXT["computing"].format(view=view, model=ui.plain(name)))
+    return st.spinner(TEXT["computing"].format(view=TEXT["views"][VIEWS.index(view)], model=ui.plain(name)))
 
 
-if view == maps_view:
+if view == "maps":
     st.caption(TEXT["maps_help"].format(**nouns))
     for slot, column, _, inside in side_by_side():
         for index, feature_map in enumerate(inside.maps, start=1):
@@ -249,7 +203,7 @@ if view == maps_view:
                 column.caption(TEXT["units_note"])
             column.plotly_chart(tiles(feature_map.maps), key=f"maps_{slot}_{index}", width="stretch")
 
-elif view == filters_view:
+elif view == "filters":
     st.caption(TEXT["filters_help"])
     for slot, column, _, inside in side_by_side():
         if inside.filters is None:
@@ -261,7 +215,7 @@ elif view == filters_view:
         column.plotly_chart(tiles(inside.filters[:MAX_FILTERS], symmetric=True), key=f"filters_{slot}",
                             width="stretch")
 
-elif view == saliency_view:
+elif view == "saliency":
     st.caption(TEXT["saliency_help"])
     for slot, column, name, inside in side_by_side():
         model, key = models[name][1], identity(name)
@@ -282,7 +236,7 @@ elif view == saliency_view:
         right.caption(TEXT["cam_stage"].format(index=index, title=feature_map.stage.title,
                                                height=feature_map.maps.shape[1], width=feature_map.maps.shape[2]))
 
-elif view == occlusion_view:
+elif view == "occlusion":
     st.caption(TEXT["occlusion_help"])
     for slot, column, name, inside in side_by_side():
         with column, computing(name):
@@ -294,7 +248,7 @@ elif view == occlusion_view:
         column.caption(TEXT["occlusion_scale"].format(drop=max(float(drop.max()), 0.0),
                                                       rise=max(-float(drop.min()), 0.0)))
 
-elif view == channel_view:
+elif view == "channel":
     st.caption(TEXT["channel_help"])
     for slot, column, name, inside in side_by_side():
         model, key = models[name][1], identity(name)

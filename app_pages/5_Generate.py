@@ -13,58 +13,8 @@ from core import checkpoints, data, gan
 from core.jobs import JobSnapshot
 from core.models import get_card
 
-TEXT = {
-    "title": "Generate",
-    "intro": "A conditional GAN (Mirza & Osindero, 2014) learns to draw a {thing} of the class you ask for: the "
-             "generator G gets noise z and a label, the discriminator D gets an image and a label and tells real "
-             "from generated. z decides the style, the label decides the class.",
-    "generator": "Generator",
-    "shipped": "shipped · {epochs} · label agreement {agreement:.1f} %",
-    "run": "{name} · {epochs} · label agreement {agreement:.1f} %",
-    "none": "No generator for {dataset} yet: train one in the Train tab below.",
-    "broken": "This generator cannot be loaded: {error}",
-    "tabs": ["Gallery", "Latent walks", "Scores", "Train", "Export"],
-    "class": "Class", "all": "all classes", "count": "How many", "seed": "Seed",
-    "gallery_caption": "{count} generated {pictures} of {what}, seed {seed}.",
-    "columns": " Each column is one class.",
-    "download_png": "Download the grid (PNG)",
-    "sweep": "Style against class",
-    "sweep_help": "Each row is one z drawn as every class: the style (slant, thickness, width) stays along a row, "
-                  "the class changes along it.",
-    "rows": "Rows (one z each)", "first_seed": "First seed",
-    "walk": "From one z to another",
-    "walk_help": "One class, and z moved along the arc between two seeds: a smooth change means G has learnt a "
-                 "continuous space of styles, not a list of memorised {pictures}.",
-    "seed_a": "From seed", "seed_b": "To seed", "steps": "Steps",
-    "scores_help": "Measured when the generator was saved, with the shipped {judge} as the judge (it reads "
-                   "{judge_accuracy:.2f} % of real test images right). Label agreement: the share "
-                   "of generated {pictures} the judge puts in the class asked for (for MNIST at least 99 % overall and "
-                   "97 % for every class); the pale bars show the judge on real test images of each class, what a "
-                   "perfect generator would get. Diversity: mean distance between generated {pictures} of one class, "
-                   "against real ones (at least 80 %; a collapsed class scores near 0).",
-    "agreement": "Label agreement", "fid": "FID (judge's features)", "fid_help": "real training {pictures}: {ref:.3f}",
-    "cas": "Classification score", "cas_help": "a LeNet trained on generated {pictures} only, on the real test set",
-    "cas_none": "not measured for this run (`python -m core cgan score`)",
-    "train_intro": "Training runs on the server like the classifiers: it goes on when you leave, and shares the "
-                   "queue with them. Every epoch draws the same 100 z's (rows) as every class (columns).",
-    "epochs": "Epochs", "batch": "Batch size", "images": "Training images", "name": "Run name",
-    "start": "Start training", "nothing": "No GAN runs on this server yet.",
-    "done": "Finished; saved as “{name}”, now in the generator list at the top.",
-    "stopped": "Stopped; the generator as it was is saved as “{name}”.",
-    "grid_soon": "The fixed-noise grid appears here when the first epoch ends, and after every epoch then.",
-    "scrub": "Epoch", "grid_caption": "Fixed noise after epoch {epoch}: each row one z, each column one class.",
-    "export_intro": "A synthetic dataset: the classes in turn, so each has its share. CSV is the original "
-                    "repository's fake_mnist.csv format (no header; the label, then 784 pixel values per row).",
-    "export_count": "How many", "format": "Format",
-    "make": "Make the file: {count:,} {pictures} ({fmt})",
-    "making": "Drawing {done:,} of {total:,} {pictures}",
-    "made": "{total:,} {pictures} made",
-    "kept": "The file waits on the server until you change the settings; after an hour it may be gone, and "
-            "the button above makes it again.",
-    "download": "Download {count:,} {pictures} ({fmt}, {size:.1f} MB)",
-    "export_failed": "The file could not be made: {error}",
-}
-IMAGE_LIMITS = {2000: "2,000", 10_000: "10,000", None: "all 60,000"}
+TEXT = ui.texts("generate")
+IMAGE_LIMITS = {2000: "2,000", 10_000: "10,000", None: TEXT["all_images"]}
 MIME = {"csv": "text/csv", "npz": "application/octet-stream", "pt": "application/octet-stream"}
 # Made files wait here for their download, one per session: not in session_state, where 30 students'
 # 110 MB CSVs would stay in the server's memory.
@@ -72,7 +22,7 @@ EXPORTS = Path(tempfile.gettempdir()) / "mnist-lab-exports"
 EXPORT_KEEP_S = 3600  # files of sessions that left are removed when someone makes a new one
 
 dataset = ui.dataset()
-classes = data.get_spec(dataset).classes
+classes = ui.classes(dataset)
 nouns = ui.nouns(dataset)
 manager = ui.job_manager()
 owner = ui.session_id()
@@ -83,7 +33,7 @@ st.write(TEXT["intro"].format(**nouns))
 
 def describe(record: checkpoints.ModelRecord) -> str:
     text = TEXT["shipped"] if record.shipped else TEXT["run"]
-    epochs = f"{record.epochs} epoch" + ("s" if record.epochs != 1 else "")
+    epochs = TEXT["one_epoch" if record.epochs == 1 else "epochs_count"].format(n=record.epochs)
     return text.format(name=record.name, epochs=epochs, agreement=record.metrics["agreement"])
 
 
@@ -100,7 +50,7 @@ if records:
     try:
         generator = ui.generator(str(record.path), record.date)
     except (checkpoints.CheckpointError, OSError) as error:
-        st.error(TEXT["broken"].format(error=error))
+        st.error(TEXT["broken"].format(error=ui.say(error)))
 else:
     st.info(TEXT["none"].format(dataset=data.get_spec(dataset).title))
 
@@ -236,7 +186,7 @@ def make_file(wanted: tuple, count: int, fmt: str, seed: int) -> dict | None:
         gan.export_dataset(generator, count, path, fmt=fmt, seed=seed, on_progress=progress)
         size = path.stat().st_size
     except (checkpoints.CheckpointError, OSError) as error:  # the temporary folder is full or read-only
-        st.error(TEXT["export_failed"].format(error=error))
+        st.error(TEXT["export_failed"].format(error=ui.say(error)))
         return None
     bar.progress(1.0, text=TEXT["made"].format(total=count, **nouns))
     made = st.session_state["export"] = {"wanted": wanted, "path": str(path), "size": size}

@@ -1,6 +1,7 @@
 """Command line: python -m core list | train | eval | predict | bench | cgan  (each with --help).
 
-Human text goes to stdout; with --json, stdout holds one JSON document and progress goes to stderr.
+Human text goes to stdout; with --json, stdout holds one JSON document and progress goes to stderr. Human text is
+English, or Chinese with --lang zh (or $MNIST_LAB_LANG=zh) for list, train, eval and predict; JSON keys never change.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TextIO
 
-from core import bench, checkpoints, cost, data, gan, preprocess, zoo
+from core import bench, checkpoints, cost, data, gan, i18n, preprocess, zoo
 from core.models import get_card, list_models
 from core.predict import Ensemble
 from core.recipes import recipe, ship, train_all
@@ -45,22 +46,24 @@ class ConsoleProgress(Callback):
     """A progress bar on stderr (redrawn in place on a terminal, a line every few seconds otherwise)
     and one line per epoch on ``out``."""
 
-    def __init__(self, out: TextIO, label: str = "") -> None:
-        self.out, self.label = out, label
+    def __init__(self, out: TextIO, label: str = "", language: str = i18n.DEFAULT) -> None:
+        self.out, self.label, self.language = out, label, language
         self.tty = sys.stderr.isatty()
         self.last_line = 0.0
 
+    def say(self, key: str, **fields) -> str:
+        return i18n.say(f"cli.{key}", self.language, **fields)
+
     def on_step(self, trainer: Trainer, event: StepEvent) -> None:
-        self.bar(event, f"loss {event.loss:.4f}")
+        self.bar(event, self.say("step_loss", loss=event.loss))
 
     def bar(self, event: Progress, detail: str) -> None:
         """Any run's progress (the classifiers' or the GAN's), with what it reports besides."""
         width = 24
         filled = round(width * event.progress)
-        line = (
-            f"{self.label}epoch {event.epoch}/{event.epochs} [{'#' * filled}{'.' * (width - filled)}] "
-            f"{100 * event.progress:3.0f}%  {event.samples_per_s:,.0f} img/s  ETA {clock(event.eta_s)}  {detail}"
-        )
+        line = self.label + self.say("bar", epoch=event.epoch, epochs=event.epochs,
+                                     bar="#" * filled + "." * (width - filled), percent=100 * event.progress,
+                                     speed=event.samples_per_s, eta=clock(event.eta_s), detail=detail)
         if self.tty:
             print(f"\r{line}", end="", file=sys.stderr, flush=True)
         elif time.monotonic() - self.last_line > 5:
@@ -74,30 +77,26 @@ class ConsoleProgress(Callback):
 
     def on_epoch_end(self, trainer: Trainer, event: EpochEvent) -> None:
         self.clear()
-        val = (
-            f"  val loss {event.val_loss:.4f} acc {event.val_accuracy:.2f}%"
-            if event.val_loss is not None else ""
-        )
-        print(
-            f"{self.label}epoch {event.epoch}/{event.epochs}  train loss {event.train_loss:.4f} "
-            f"acc {event.train_accuracy:.2f}%{val}  {event.seconds:.1f} s{'  *best' if event.improved else ''}",
-            file=self.out, flush=True,
-        )
+        val = (self.say("epoch_val", loss=event.val_loss, accuracy=event.val_accuracy)
+               if event.val_loss is not None else "")
+        print(self.label + self.say("epoch", epoch=event.epoch, epochs=event.epochs, loss=event.train_loss,
+                                    accuracy=event.train_accuracy, val=val, seconds=event.seconds,
+                                    best=self.say("best") if event.improved else ""), file=self.out, flush=True)
 
     def on_evaluate(self, trainer: Trainer) -> None:
-        print(f"{self.label}scoring the test set ...", file=sys.stderr, flush=True)
+        print(self.label + self.say("scoring"), file=sys.stderr, flush=True)
 
 
 class GanConsoleProgress(ConsoleProgress):
     """The same bar and epoch lines for the GAN, with both players' losses."""
 
     def on_step(self, trainer: gan.GanTrainer, event: gan.GanStep) -> None:
-        self.bar(event, f"D loss {event.d_loss:.3f}  G loss {event.g_loss:.3f}")
+        self.bar(event, self.say("gan_losses", d_loss=event.d_loss, g_loss=event.g_loss))
 
     def on_epoch_end(self, trainer: gan.GanTrainer, event: gan.GanEpoch) -> None:
         self.clear()
-        print(f"{self.label}epoch {event.epoch}/{event.epochs}  D loss {event.d_loss:.3f}  G loss {event.g_loss:.3f}  "
-              f"{event.seconds:.1f} s", file=self.out, flush=True)
+        print(self.label + self.say("gan_epoch", epoch=event.epoch, epochs=event.epochs, d_loss=event.d_loss,
+                                    g_loss=event.g_loss, seconds=event.seconds), file=self.out, flush=True)
 
 
 def emit(document: object) -> None:
@@ -126,10 +125,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         emit(rows)
         return 0
-    print(f"{'name':<12} {'title':<26} {'year':>4} {'params':>8} {'MACs':>8}  idea")
+    say = i18n.texts("cli", args.lang)
+    print(say["list_header"].format(**dict(zip(("name", "title", "year", "params", "macs", "idea"),
+                                               say["list_columns"], strict=True))))
     for row in rows:
-        print(f"{row['name']:<12} {row['title']:<26} {row['year']:>4} {human(row['params']):>8} "
-              f"{human(row['macs']):>8}  {row['summary']}")
+        summary = i18n.card_words(get_card(row["name"]), args.lang).summary
+        print(say["list_header"].format(name=row["name"], title=row["title"], year=row["year"],
+                                        params=human(row["params"]), macs=human(row["macs"]), idea=summary))
     return 0
 
 
@@ -151,10 +153,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     folder = checkpoints.destination(ship=args.ship)
     name = config.arch if args.ship else checkpoints.check_name(args.name or config.arch)
     checkpoints.check_writable(folder)
-    print(f"training {config.arch} on {data.get_spec(config.dataset).title} "
-          f"({config.optimizer}, lr {config.lr:g}, {config.schedule}, batch {config.batch_size}, "
-          f"{config.epochs} epochs)", file=out, flush=True)
-    trainer = Trainer(config, device=args.device, data_root=args.data, callbacks=[ConsoleProgress(out)])
+    say = i18n.texts("cli", args.lang)
+    print(say["training"].format(arch=config.arch, dataset=data.get_spec(config.dataset).title,
+                                 optimizer=config.optimizer, lr=config.lr, schedule=config.schedule,
+                                 batch=config.batch_size, epochs=config.epochs), file=out, flush=True)
+    trainer = Trainer(config, device=args.device, data_root=args.data,
+                      callbacks=[ConsoleProgress(out, language=args.lang)])
     result = trainer.fit()
     summary = result.summary()
     if args.ship:
@@ -166,11 +170,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         emit(summary)
     else:
-        print(f"test accuracy {record.test_accuracy:.2f}%  ({result.status}, best epoch {result.best_epoch}, "
-              f"{result.seconds:.0f} s, {result.train_samples_per_s:,.0f} train img/s on {result.device})")
+        print(say["result"].format(accuracy=record.test_accuracy, status=say["status"][result.status],
+                                   best=result.best_epoch,
+                                   seconds=result.seconds, speed=result.train_samples_per_s, device=result.device))
         if result.divergence:
-            print(result.divergence)
-        print(f"saved {record.path}" + (f" as “{record.name}”" if record.name != name else ""))
+            print(i18n.in_language(result.divergence, args.lang))
+        print(say["saved" if record.name == name else "saved_as"].format(path=record.path, name=record.name))
     return 0
 
 
@@ -178,8 +183,12 @@ def train_every_architecture(args: argparse.Namespace, overrides: dict, out: Tex
     folder = checkpoints.destination(ship=args.ship)
     checkpoints.check_writable(folder)
     outcomes = []
+
+    def progress(arch: str) -> list[Callback]:
+        return [ConsoleProgress(out, f"{arch}: ", args.lang)]
+
     for outcome in train_all(args.dataset, folder=folder, overrides=overrides, device=args.device,
-                             data_root=args.data, callbacks=lambda arch: [ConsoleProgress(out, f"{arch}: ")]):
+                             data_root=args.data, callbacks=progress):
         row = {"arch": outcome.arch, "status": outcome.status}
         if outcome.record is not None:
             row |= {"test_accuracy": outcome.record.test_accuracy, "seconds": outcome.record.seconds,
@@ -203,6 +212,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.only is None or r.shipped == (args.only == "shipped")
     ]
     rows, failed = [], 0
+    say = i18n.texts("cli", args.lang)
     for record in records:
         row = {"arch": record.arch, "dataset": record.dataset, "name": record.name,
                "shipped": record.shipped, "file": str(record.path),
@@ -216,15 +226,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             failed += 1
         rows.append(row)
         if not args.json:
-            result = f"{row['test_accuracy']:6.2f}%" if "test_accuracy" in row else f"error: {row['error']}"
-            print(f"{record.dataset:<8} {record.name:<28} {result}  (manifest {record.test_accuracy:.2f}%)",
-                  flush=True)
+            result = (f"{row['test_accuracy']:6.2f}%" if "test_accuracy" in row
+                      else say["eval_error"].format(error=row["error"]))
+            print(say["eval_line"].format(dataset=record.dataset, name=record.name, result=result,
+                                          manifest=record.test_accuracy), flush=True)
     leftovers = [str(p) for folder in (checkpoints.WEIGHTS_DIR, checkpoints.runs_dir())
                  for p in checkpoints.orphans(folder)]
     if args.json:
         emit(rows)
     elif not records:
-        print("no trained models found: train one with `python -m core train --arch lenet5`")
+        print(say["no_models"])
     if leftovers:
         print(f"warning: {len(leftovers)} weights files that no manifest lists (a save was interrupted): "
               + ", ".join(leftovers) + "; `python -m core clean` removes them", file=sys.stderr)
@@ -464,34 +475,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
     results, failed = [], 0
     for path in args.images:
         row: dict = {"image": path}
+        problem = None
         try:
             stages = preprocess.prepare(preprocess.read_image_file(path), dataset=args.dataset, naive=args.naive)
             if stages.empty:
-                raise preprocess.ImageError(f"{path}: nothing to classify: {stages.problem}")
+                raise preprocess.ImageError(i18n.Message("cli.nothing", image=path, problem=stages.problem))
             row |= ensemble.predict(stages.tensor(args.dataset))[0].to_json(classes)
         except preprocess.ImageError as error:
-            row["error"] = str(error)
+            row["error"], problem = str(error), error
             failed += 1
         results.append(row)
         if not args.json:
-            print_prediction(row)
+            print_prediction(row, problem, args.lang)
     if args.json:
         emit(results)
     return 1 if failed else 0
 
 
-def print_prediction(row: dict) -> None:
-    if "error" in row:
-        print(f"{row['image']}: error: {row['error']}")
+def print_prediction(row: dict, error: Exception | None, language: str) -> None:
+    say = i18n.texts("cli", language)
+    if error is not None:
+        print(say["predict_error"].format(image=row["image"], error=i18n.in_language(error, language)))
         return
     consensus = row["consensus"]
-    print(f"{row['image']}: {consensus['label']} ({100 * consensus['probability']:.1f}% mean probability)")
+
+    def label(english: str) -> str:
+        return i18n.translated("classes", english, language)
+
+    print(say["predict_answer"].format(image=row["image"], label=label(consensus["label"]),
+                                       probability=100 * consensus["probability"]))
     for model in row["models"]:
-        mark = "" if model["digit"] == consensus["digit"] else "   <- disagrees"
-        print(f"  {model['shown_as']:<28} {model['label']:<12} {100 * model['probability']:5.1f}%  "
-              f"{model['milliseconds']:6.2f} ms{mark}")
-    for label, reason in row["left_out"].items():
-        print(f"  {label:<28} left out: {reason}")
+        mark = "" if model["digit"] == consensus["digit"] else say["disagrees"]
+        print(say["predict_model"].format(name=model["shown_as"], label=label(model["label"]),
+                                          probability=100 * model["probability"], ms=model["milliseconds"], mark=mark))
+    for name, reason in row["left_out"].items():
+        print(say["left_out"].format(name=name, reason=i18n.in_language(reason, language)))
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -508,6 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(run=run)
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        sub.add_argument("--lang", choices=list(i18n.LANGUAGES), default=i18n.server_language() or i18n.DEFAULT,
+                         help=f"the language of human-readable output (default: ${i18n.LANG_ENV}, else en)")
         return sub
 
     def data_options(sub: argparse.ArgumentParser) -> None:
@@ -643,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ValueError, TrainingError, data.DatasetNotFound, checkpoints.CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {i18n.in_language(error, getattr(args, 'lang', i18n.DEFAULT))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -40,6 +40,7 @@ from torch import nn
 
 import core
 from core import data
+from core.i18n import Message
 from core.models import MAX_CLASSES, MAX_WIDTH, MIN_WIDTH, get_model, list_models
 from core.models.cgan import ARCH as GENERATOR_ARCH
 from core.training import evaluate
@@ -148,11 +149,11 @@ def check_name(name: str) -> str:
     """
     name = name.strip()
     if not name:
-        raise ValueError("the run name is empty: type a name")
+        raise ValueError(Message("names.empty"))
     if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
-        raise ValueError(f"the run name {name!r} has control characters: use letters, digits and punctuation")
+        raise ValueError(Message("names.control", name=name))
     if len(name) > MAX_NAME:
-        raise ValueError(f"the run name is {len(name)} characters long; at most {MAX_NAME} are allowed")
+        raise ValueError(Message("names.too_long", length=len(name), most=MAX_NAME))
     return name
 
 

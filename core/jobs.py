@@ -35,6 +35,7 @@ import torch
 
 from core import checkpoints, data, gan, worker
 from core.cost import architecture_size
+from core.i18n import Message
 from core.jobstore import FILE, JobStore
 from core.models import get_card
 from core.training import Progress, TrainConfig, clock, resolve_device
@@ -95,7 +96,7 @@ class JobSnapshot:
     started: float | None
     finished: float | None
     device: str
-    phase: str  # what the worker is doing, for the status line
+    phase: str  # what the worker is doing, for the status line: a Message while the server runs
     # per logging interval: global_step, epoch and loss, accuracy, lr (classifier) or d_loss, g_loss (GAN)
     steps: tuple[dict, ...]  # empty in a snapshot taken without history (JobManager.snapshots)
     epochs: tuple[dict, ...]  # per finished epoch: EpochEvent fields, or GanEpoch's with the grid; the same
@@ -124,9 +125,9 @@ class JobSnapshot:
         """What is being trained on what, e.g. "LeNet-5 on MNIST"."""
         if self.kind == "timing":
             n = len(self.config.architectures)
-            return f"Timing {n} architecture{'s' * (n != 1)} on this machine"
-        trained = "Conditional GAN" if self.is_gan else get_card(self.config.arch).title
-        return f"{trained} on {data.get_spec(self.config.dataset).title}"
+            return Message("titles.timing_one") if n == 1 else Message("titles.timing", n=n)
+        trained = Message("titles.cgan") if self.is_gan else get_card(self.config.arch).title
+        return Message("titles.run", trained=trained, dataset=data.get_spec(self.config.dataset).title)
 
 
 def kind_of(config: JobConfig) -> str:
@@ -145,7 +146,7 @@ class _Job:
     started: float | None = None
     finished: float | None = None
     device: str = ""
-    phase: str = "waiting in the queue"
+    phase: str = field(default_factory=lambda: Message("phases.queued"))
     steps: list[dict] = field(default_factory=list)
     epochs: list[dict] = field(default_factory=list)
     progress: float = 0.0
@@ -165,8 +166,6 @@ class _Job:
         return kind_of(self.config)
 
 
-_STOPPED = {"classifier": "stopped, best weights saved", "gan": "stopped, the generator so far saved",
-            "timing": "stopped; the figures measured so far are not kept"}
 _STORED = ("name", "owner", "status", "created", "started", "finished", "device", "phase", "progress",
            "samples_per_s", "eta_s", "last_step", "error", "result")
 _PROGRESS_FIELDS = {f.name for f in fields(Progress)}  # what every step event has; the rest is what it measured
@@ -305,9 +304,9 @@ class JobManager:
             if job.control is not None:
                 self._ask_to_stop(job)
             if job.status == "queued":
-                job.status, job.phase, job.finished = "stopped", "withdrawn from the queue", time.time()
+                job.status, job.phase, job.finished = "stopped", Message("phases.withdrawn"), time.time()
             else:
-                job.status, job.phase = "stopping", "stopping after this batch"
+                job.status, job.phase = "stopping", Message("phases.stopping")
             self._store(job, "status", "phase", "finished")
             return True
 
@@ -322,7 +321,7 @@ class JobManager:
             job.epochs = job.epochs[:kept]
             job.steps = [s for s in job.steps if s["epoch"] <= kept]
             job.last_step = None
-            job.status, job.phase, job.resume = "queued", f"waiting in the queue to resume after epoch {kept}", True
+            job.status, job.phase, job.resume = "queued", Message("phases.resume_queued", epoch=kept), True
             job.started = job.finished = job.error = None
             job.progress = kept / job.config.epochs
             self.store.forget_after(job.id, kept)
@@ -362,8 +361,8 @@ class JobManager:
         if measured:
             latest = max(measured, key=lambda j: j.started or 0)
             speed = latest.samples_per_s * self._relative_speed(latest.config, config)
-            return Estimate(images / speed, f"measured by “{latest.name}” on {latest.device}: "
-                                            f"{latest.samples_per_s:,.0f} images/s")
+            return Estimate(images / speed, Message("estimate.measured", name=latest.name, device=latest.device,
+                                                    speed=latest.samples_per_s))
         shipped = [r for r in checkpoints.read_manifest(checkpoints.WEIGHTS_DIR)
                    if r.kind == ("generator" if kind == "gan" else "classifier") and r.seconds > 0
                    and (kind == "gan" or r.arch == config.arch)]
@@ -374,8 +373,8 @@ class JobManager:
         trained *= record.epochs * (1 - record.config.get("val_split", 0.0))
         saved = KINDS[kind](**{k: v for k, v in record.config.items() if k in {f.name for f in fields(KINDS[kind])}})
         speed = trained / record.seconds * self._relative_speed(saved, config)
-        return Estimate(images / speed, f"from the shipped model's training on {record.device} "
-                                        f"({clock(record.seconds)} for {record.epochs} epochs)")
+        return Estimate(images / speed, Message("estimate.shipped", device=record.device, time=clock(record.seconds),
+                                                epochs=record.epochs))
 
     def snapshot(self, job_id: int) -> JobSnapshot:
         with self._lock:
@@ -437,7 +436,7 @@ class JobManager:
         if job.status in ("running", "stopping"):
             done = len(job.epochs)
             job.status, job.finished = "interrupted", job.finished or time.time()
-            job.phase = f"interrupted by a server restart after epoch {done}"
+            job.phase = Message("phases.restarted", epoch=done)
             self.store.update(job.id, status=job.status, phase=job.phase, finished=job.finished)
         return job
 
@@ -445,13 +444,11 @@ class JobManager:
         limits = self._limits
         size = run_images(config)
         if size > limits.epoch_images:
-            raise LimitError(f"This run is {config.epochs} epochs x {size // config.epochs:,} images = {size:,} "
-                             f"images; a student's run may be at most {limits.epoch_images:,} (the teacher sets "
-                             "this limit). Choose fewer epochs or fewer training images.")
+            raise LimitError(Message("limits.too_big", epochs=config.epochs, images=size // config.epochs, size=size,
+                                     limit=limits.epoch_images))
         queued = sum(1 for j in self._jobs.values() if j.owner == owner and j.status == "queued")
         if queued >= limits.queued_per_student:
-            raise LimitError(f"You have {queued} runs waiting in the queue, the most a student may (the teacher "
-                             "sets this limit). Wait for one to start, or withdraw one with its Stop button.")
+            raise LimitError(Message("limits.too_many", queued=queued))
 
     def _unique_name(self, name: str) -> str:
         taken = {job.name for job in self._jobs.values()}
@@ -519,7 +516,8 @@ class JobManager:
                     self._wake.wait()
                     start = self._next_start()
                 job, device = start
-                job.status, job.started, job.slot, job.phase = "running", time.time(), device, "starting its process"
+                job.status, job.started, job.slot = "running", time.time(), device
+                job.phase = Message("phases.starting")
                 self._store(job, "status", "started", "phase")
             self._launch(job, device)
 
@@ -603,15 +601,16 @@ class JobManager:
         with self._lock:
             if outcome is None and self._closing:
                 job.status = "interrupted"
-                job.phase = f"interrupted by the server stopping after epoch {len(job.epochs)}"
+                job.phase = Message("phases.server_stopping", epoch=len(job.epochs))
             elif outcome is None or outcome[0] == "failed":
-                job.status, job.phase = "failed", "failed"
+                job.status, job.phase = "failed", Message("phases.failed")
                 job.error = _killed(exitcode) if outcome is None else outcome[1]
             else:
                 result = outcome[1]
                 job.name, job.result = result["name"], result
                 job.status = "stopped" if result["status"] == "stopped" else "done"
-                job.phase = (result.get("divergence") or "saved") if job.status == "done" else _STOPPED[job.kind]
+                job.phase = ((result.get("divergence") or Message("phases.saved")) if job.status == "done"
+                             else Message(f"phases.stopped.{job.kind}"))
             if job.control is not None:
                 job.control.close()
             job.finished, job.process, job.control = time.time(), None, None

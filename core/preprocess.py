@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from core import data
+from core.i18n import Message
 
 MAX_UPLOAD_BYTES = 5 * 2**20  # as .streamlit/config.toml's maxUploadSize
 MAX_UPLOAD_PIXELS = 4096 * 4096
@@ -46,9 +47,9 @@ FRAMINGS = {"mnist": Framing(box=20, by_mass=True), "fashion": Framing(box=FIELD
 
 
 # Why a picture holds nothing to classify, said the same by the Draw page and the command line, for either dataset.
-BLANK = "the picture is blank (no ink at all)"
-TOO_LITTLE = "too little ink to read (a dot or a short stroke); draw it bigger"
-COVERED = "the picture is covered in ink (no paper around the drawing); clear it and draw it smaller"
+BLANK = Message("picture.blank")  # "the picture is blank (no ink at all)"
+TOO_LITTLE = Message("picture.too_little")  # "too little ink to read (a dot or a short stroke); draw it bigger"
+COVERED = Message("picture.covered")  # "the picture is covered in ink (no paper around the drawing); clear it ..."
 
 
 class ImageError(ValueError):
@@ -214,7 +215,11 @@ def stage_picture(image: np.ndarray, size: int = STAGE_SIZE) -> np.ndarray:
 
 
 def _too_big(name: str, size: int) -> ImageError:
-    return ImageError(f"{name} is {size / 2**20:.1f} MB; pictures up to {MAX_UPLOAD_BYTES // 2**20} MB are accepted")
+    return ImageError(Message("picture.too_large", name=name, size=size / 2**20, most=MAX_UPLOAD_BYTES // 2**20))
+
+
+def _either(formats: tuple[str, ...]) -> str:
+    return Message("picture.either", first=formats[0], second=formats[1]) if len(formats) == 2 else formats[0]
 
 
 def _decode(payload: bytes, *, name: str, formats: tuple[str, ...], max_pixels: int) -> np.ndarray:
@@ -224,11 +229,12 @@ def _decode(payload: bytes, *, name: str, formats: tuple[str, ...], max_pixels: 
     try:
         with Image.open(io.BytesIO(payload)) as picture:
             if picture.format not in formats:
-                raise ImageError(f"{name} is a {picture.format} file; upload a {' or '.join(formats)} picture")
+                raise ImageError(Message("picture.wrong_format", name=name, format=picture.format,
+                                         formats=_either(formats)))
             # The header gives the size before any pixel is decoded: a small file can declare gigabytes of them.
             if picture.width * picture.height > max_pixels:
-                raise ImageError(f"{name} has too many pixels ({picture.width}x{picture.height}); "
-                                 f"at most {max_pixels:,} are accepted")
+                raise ImageError(Message("picture.too_many_pixels", name=name, width=picture.width,
+                                         height=picture.height, most=max_pixels))
             # Phones store a photo as the sensor saw it and say in EXIF how to turn it upright.
             upright = ImageOps.exif_transpose(picture)
             if upright.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey (older Pillow opens it as "I")
@@ -237,10 +243,10 @@ def _decode(payload: bytes, *, name: str, formats: tuple[str, ...], max_pixels: 
                 upright = Image.fromarray(np.clip(np.round(levels), 0, 255).astype(np.uint8))
             return np.asarray(upright.convert("RGBA"))
     except Image.DecompressionBombError as error:  # raised by Image.open itself, before the check above
-        raise ImageError(f"{name} has too many pixels (over {2 * Image.MAX_IMAGE_PIXELS:,}); "
-                         f"at most {max_pixels:,} are accepted") from error
+        raise ImageError(Message("picture.too_many_pixels_over", name=name, pixels=2 * Image.MAX_IMAGE_PIXELS,
+                                 most=max_pixels)) from error
     except (UnidentifiedImageError, OSError) as error:
-        raise ImageError(f"{name} is not a picture that can be read ({' or '.join(formats)} expected)") from error
+        raise ImageError(Message("picture.unreadable", name=name, formats=_either(formats))) from error
 
 
 def read_image(payload: bytes, *, name: str = "the file") -> np.ndarray:

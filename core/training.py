@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import data
+from core.i18n import Message
 from core.models import MAX_WIDTH, MIN_WIDTH, get_card, get_model, use_dropout_generator
 
 if TYPE_CHECKING:
@@ -73,27 +74,28 @@ class TrainConfig:
         """Raise ValueError naming the first unusable setting."""
         get_card(self.arch)
         data.get_spec(self.dataset)
+        expected = "settings.expected."
         checks = [
-            ("epochs", self.epochs >= 1, "at least 1"),
-            ("batch_size", 1 <= self.batch_size <= 8192, "between 1 and 8192"),
-            ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive number"),
-            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-            ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
-            ("schedule", self.schedule in SCHEDULES, f"one of {SCHEDULES}"),
-            ("weight_decay", 0 <= self.weight_decay < 1, "in [0, 1)"),
-            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
-            ("erase", 0 <= self.erase <= 1, "in [0, 1]"),
-            ("val_split", 0 <= self.val_split <= 0.5, "between 0 and 0.5"),
-            ("patience", self.patience >= 0, "0 (off) or more"),
-            ("patience", self.patience == 0 or self.val_split > 0,
-             "0 when val_split is 0: early stopping watches the validation split's loss"),
-            ("limit", self.limit is None or self.limit >= 10, "at least 10 images"),
-            ("width", MIN_WIDTH <= self.width <= MAX_WIDTH, f"between {MIN_WIDTH} and {MAX_WIDTH}"),
-            ("log_every", self.log_every >= 1, "at least 1"),
+            ("epochs", self.epochs >= 1, Message(expected + "at_least_one")),
+            ("batch_size", 1 <= self.batch_size <= 8192, Message(expected + "batch_size")),
+            ("lr", math.isfinite(self.lr) and self.lr > 0, Message(expected + "positive")),
+            ("optimizer", self.optimizer in OPTIMIZERS, Message(expected + "one_of", choices=OPTIMIZERS)),
+            ("momentum", 0 <= self.momentum < 1, Message(expected + "below_one")),
+            ("schedule", self.schedule in SCHEDULES, Message(expected + "one_of", choices=SCHEDULES)),
+            ("weight_decay", 0 <= self.weight_decay < 1, Message(expected + "below_one")),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, Message(expected + "below_one")),
+            ("erase", 0 <= self.erase <= 1, Message(expected + "zero_to_one")),
+            ("val_split", 0 <= self.val_split <= 0.5, Message(expected + "val_split")),
+            ("patience", self.patience >= 0, Message(expected + "patience")),
+            ("patience", self.patience == 0 or self.val_split > 0, Message(expected + "patience_needs_val")),
+            ("limit", self.limit is None or self.limit >= 10, Message(expected + "limit")),
+            ("width", MIN_WIDTH <= self.width <= MAX_WIDTH, Message(expected + "width", low=MIN_WIDTH, high=MAX_WIDTH)),
+            ("log_every", self.log_every >= 1, Message(expected + "at_least_one")),
         ]
-        for name, ok, expected in checks:
+        for name, ok, wanted in checks:
             if not ok:
-                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+                value = repr(getattr(self, name))
+                raise ValueError(Message("settings.invalid", name=name, expected=wanted, value=value))
 
 
 class TrainingError(RuntimeError):
@@ -251,7 +253,7 @@ def describe_device(device: str | torch.device | None = None, *, threads: int | 
     if device.type == "mps":
         return "Apple GPU (mps)"
     threads = threads or torch.get_num_threads()
-    return f"CPU, {threads} thread{'s' if threads > 1 else ''}"
+    return Message("devices.cpu_one") if threads == 1 else Message("devices.cpu", threads=threads)
 
 
 def outputs_loss(outputs: torch.Tensor | tuple, labels: torch.Tensor, label_smoothing: float = 0.0):
@@ -553,7 +555,7 @@ class Trainer:
                 if self.best_state is None:
                     raise  # no sane epoch to fall back on: the message says which learning rate to try
                 status = "diverged"
-                divergence = f"{error} The weights of epoch {self.best_epoch}, the best before it, were kept."
+                divergence = Message("diverged.kept", error=error.args[0], epoch=self.best_epoch)
             if self.best_state is not None:
                 self.model.load_state_dict(self.best_state)
             for callback in self.callbacks:
@@ -682,7 +684,7 @@ class Trainer:
                 mean_loss = interval_loss.item() / interval_seen  # the one host sync per interval
                 if self.diverged(mean_loss):
                     self.train_seconds += time.perf_counter() - epoch_start
-                    raise self.divergence(f"at epoch {epoch}, step {step}: the training loss became", mean_loss)
+                    raise self.divergence(Message("diverged.step", epoch=epoch, step=step), mean_loss)
                 now = time.perf_counter()
                 done = (epoch - 1) * self.steps_per_epoch + step
                 seconds_per_step = (now - epoch_start) / step
@@ -711,7 +713,7 @@ class Trainer:
         if len(self.val_split):
             val = evaluate(model, self.val_split, config.dataset)
             if self.diverged(val.loss):  # such weights must never be kept as the best
-                raise self.divergence(f"at epoch {epoch}: the validation loss became", val.loss)
+                raise self.divergence(Message("diverged.validation", epoch=epoch), val.loss)
             val_loss, val_accuracy, score = val.loss, val.accuracy, (-val.accuracy, val.loss)
         else:
             val_loss = val_accuracy = None
@@ -734,13 +736,10 @@ class Trainer:
         """A mean loss that is not finite, or far worse than guessing: the weights are ruined."""
         return not math.isfinite(loss) or loss > self.exploded_loss
 
-    def divergence(self, where: str, loss: float) -> Diverged:
-        guess = self.exploded_loss / EXPLODED
+    def divergence(self, where: Message, loss: float) -> Diverged:
         lr = self.config.lr
-        return Diverged(
-            f"training diverged {where} {loss:.3g} (guessing gives {guess:.2f}). "
-            f"Lower the learning rate (it was {lr:g}; try {lr / 10:g} or less)."
-        )
+        return Diverged(Message("diverged.message", where=where, loss=loss, guess=self.exploded_loss / EXPLODED, lr=lr,
+                                lower=lr / 10))
 
 
 def train(

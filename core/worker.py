@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from core import checkpoints, data, gan, metrics, zoo
+from core.i18n import Message
 from core.training import Callback, EpochEvent, StepEvent, TrainConfig, Trainer, TrainingError, describe_device
 
 
@@ -43,7 +44,7 @@ class Request:
 def failure_message(error: BaseException) -> str:
     """What a student can act on, for every way a run can fail."""
     if isinstance(error, (TrainingError, ValueError, checkpoints.CheckpointError, data.DatasetDamaged)):
-        return str(error)
+        return error.args[0] if error.args and isinstance(error.args[0], Message) else str(error)
     if isinstance(error, data.DatasetNotFound):
         return f"The dataset is missing. {error}"
     if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
@@ -58,7 +59,7 @@ class _Forward(Callback):
         self.send, self.progress_file = send, progress_file
 
     def on_start(self, trainer: Trainer | gan.GanTrainer) -> None:
-        self.send("phase", "training")
+        self.send("phase", Message("phases.training"))
 
     def on_step(self, trainer: Trainer | gan.GanTrainer, event: StepEvent | gan.GanStep) -> None:
         self.send("step", asdict(event))
@@ -70,7 +71,7 @@ class _Forward(Callback):
         self.send("epoch", asdict(event))
 
     def on_evaluate(self, trainer: Trainer) -> None:
-        self.send("phase", "scoring the test set")
+        self.send("phase", Message("phases.scoring"))
 
 
 NICENESS = 10  # added to a worker's niceness: the pages and browsers go first
@@ -152,7 +153,7 @@ def _train_classifier(request: Request, send, control: _Control) -> dict:
         checkpoints.load_progress(trainer, request.progress_file)
     send("device", describe_device(trainer.device))
     result = control.fit(trainer)
-    send("phase", "saving")
+    send("phase", Message("phases.saving"))
     summary = result.summary()
     record = checkpoints.save_classifier(result.model, name=request.name, arch=config.arch, dataset=config.dataset,
                                          summary=summary, folder=request.folder, owner=request.owner)
@@ -171,7 +172,7 @@ def _train_gan(request: Request, send, control: _Control) -> dict:
         checkpoints.load_progress(trainer, request.progress_file)
     send("device", describe_device(trainer.device))
     result = control.fit(trainer)
-    send("phase", "scoring (label agreement, diversity, FID) and saving")
+    send("phase", Message("phases.gan_scoring"))
     record = gan.save_generator(
         result, name=request.name, folder=request.folder, owner=request.owner,
         score=lambda generator: gan.score(generator, config.dataset, per_class=200, data_root=request.data_root))

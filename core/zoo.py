@@ -20,6 +20,7 @@ from core import checkpoints, data
 from core.bench import Speed, describe_machine, measure_speed, speed_devices
 from core.checkpoints import ModelRecord
 from core.cost import architecture_size, weights_megabytes
+from core.i18n import Message
 from core.metrics import Predictions, cached_predictions, model_predictions
 from core.models import get_model
 from core.predict import PAGE_THREADS, torch_threads
@@ -39,7 +40,7 @@ class ReferenceFigure:
 
 
 # The course's lab report trained the same families at full size, for context beside our figures.
-LAB_REPORT_SETTING = "MNIST at 224x224, NVIDIA A100, 5 epochs"
+LAB_REPORT_SETTING = Message("report.setting")  # "MNIST at 224x224, NVIDIA A100, 5 epochs"
 LAB_REPORT = (
     ReferenceFigure("LeNet", "lenet5", 40.72, 97.48),
     ReferenceFigure("AlexNet", "alexnet", 64.39, 99.22),
@@ -113,12 +114,13 @@ def architecture_speeds(
         return speeds
     for done, (architecture, device) in enumerate(todo):
         arch, num_classes, width = architecture
-        progress(done, len(todo), f"timing {arch} on the {'CPU' if device.type == 'cpu' else 'GPU'}")
+        on_the = "phases.timing_cpu" if device.type == "cpu" else "phases.timing_gpu"
+        progress(done, len(todo), Message(on_the, arch=arch))
         model = get_model(arch, num_classes=num_classes, width=width).to(device)
         with torch_threads(PAGE_THREADS):
             speeds[architecture][device.type] = measure_speed(model, batch_size=batch_size, repeats=repeats)
     if todo:
-        progress(len(todo), len(todo), "done")
+        progress(len(todo), len(todo), Message("phases.timing_done"))
         with _speed_lock:  # read again: another session may have saved figures meanwhile
             machines_now = _read_speeds()
             for architecture, device in todo:
@@ -248,11 +250,11 @@ def zoo_predictions(
         else:
             answers[record.path] = cached
     for done, record in enumerate(todo):
-        progress(done, len(todo), f"{record.name}: answering the test set")
+        progress(done, len(todo), Message("phases.answering", name=record.name))
         try:
             answers[record.path] = model_predictions(record, data_root=data_root, device=device)
         except checkpoints.CheckpointError as error:
             problems[record.name] = str(error)
     if todo:
-        progress(len(todo), len(todo), "done")
+        progress(len(todo), len(todo), Message("phases.timing_done"))
     return {r.path: answers[r.path] for r in records if r.path in answers}, problems

@@ -39,7 +39,7 @@ def test_the_page_list_holds_every_page_file_and_starts_at_home():
 def test_every_page_renders(page):
     at = open_page(page)
     assert not at.exception
-    assert at.title and at.sidebar.radio[0].label == "Dataset"
+    assert at.title and at.radio(key=ui.DATASET_KEY).label == "Dataset"
 
 
 def test_home_shows_the_device_and_model_counts():
@@ -97,7 +97,7 @@ def test_the_settings_start_from_the_recipe_and_reach_the_run():
     from core import checkpoints
 
     at = open_page("app_pages/1_Train.py")
-    at.sidebar.radio[0].set_value("fashion").run()
+    at.radio(key=ui.DATASET_KEY).set_value("fashion").run()
     [arch_box] = [s for s in at.selectbox if s.label == "Architecture"]
     arch_box.select("resnet18").run()
     fashion = recipe("resnet18", "fashion")
@@ -355,7 +355,7 @@ def text_on(at: AppTest) -> list[str]:
 def test_on_fashion_mnist_the_pages_speak_of_clothes_not_digits(page):
     at = open_page(page)
     assert any("digit" in text.lower() for text in text_on(at))  # the MNIST wording is there to be replaced
-    at.sidebar.radio[0].set_value("fashion").run()
+    at.radio(key=ui.DATASET_KEY).set_value("fashion").run()
     assert not at.exception
     # Home's introduction names both datasets, and may
     digits = [text for text in text_on(at) if "digit" in text.lower() and "digits (MNIST) or clothes" not in text]

@@ -16,6 +16,7 @@ import pytest
 
 import server as server_module
 import ui
+from core import i18n
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -81,7 +82,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    context = browser.new_context(viewport={"width": 1400, "height": 1600}, locale="en-US")
     yield context.new_page()
     context.close()
 
@@ -133,6 +134,10 @@ def test_the_frontend_comes_from_memory_and_nothing_from_outside(server, page):
         assert response.body() == (server_module.FRONTEND / "static" / name).read_bytes(), response.url
 
 
+# A tab's address once lab.py has run: its language, then who it belongs to.
+ADDRESS = re.compile(rf"\?{ui.LANGUAGE_PARAM}=en&{ui.OWNER_PARAM}=[0-9a-f]{{16}}$")
+
+
 def _owner(url: str) -> str:
     from urllib.parse import parse_qs, urlparse
 
@@ -145,11 +150,12 @@ def test_navigation_goes_home_and_back(server, page):
 
     page.goto(server)
     page.get_by_role("heading", name="MNIST CNN Lab").wait_for(timeout=60_000)
-    expect(page).to_have_url(re.compile(rf"\?{ui.OWNER_PARAM}=[0-9a-f]{{16}}$"), timeout=30_000)
+    expect(page).to_have_url(ADDRESS, timeout=30_000)
     owner = _owner(page.url)
     page.get_by_test_id("stSidebar").get_by_role("link", name="Train").click()
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
-    expect(page).to_have_url(f"{server}/Train?{ui.OWNER_PARAM}={owner}", timeout=30_000)  # the same student
+    expect(page).to_have_url(f"{server}/Train?{ui.LANGUAGE_PARAM}=en&{ui.OWNER_PARAM}={owner}",
+                             timeout=30_000)  # the same student
 
 
 def test_a_reloaded_tab_keeps_its_run_and_its_stop_button(server, page):
@@ -157,7 +163,7 @@ def test_a_reloaded_tab_keeps_its_run_and_its_stop_button(server, page):
 
     page.goto(f"{server}/Train")
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
-    expect(page).to_have_url(re.compile(rf"\?{ui.OWNER_PARAM}=[0-9a-f]{{16}}$"), timeout=30_000)
+    expect(page).to_have_url(ADDRESS, timeout=30_000)
     page.get_by_label("Run name").fill("kept across a reload")
     page.get_by_role("button", name="Start training").click()
     stop = page.get_by_role("button", name="Stop", exact=True)
@@ -224,7 +230,8 @@ def test_undo_and_clear_buttons_take_strokes_back(server, page):
 
 
 def test_every_class_name_fits_the_answer_on_one_line(server, page):
-    """The Draw page's answer at 1280x800, in the column and the font it has there: 'T-shirt/top' broke in three."""
+    """The Draw page's answer at 1280x800, in the column and the font it has there: 'T-shirt/top' broke in three.
+    In Chinese too, whose characters are twice as wide."""
     from core import data
 
     page.set_viewport_size({"width": 1280, "height": 800})
@@ -232,7 +239,8 @@ def test_every_class_name_fits_the_answer_on_one_line(server, page):
     _draw(page, [[(145, 35), (135, 245)]])
     answer = page.locator("div.consensus")
     answer.wait_for(timeout=60_000)
-    names = [name for spec in data.DATASETS.values() for name in spec.classes]
+    names = [i18n.translated("classes", name, language) for language in i18n.LANGUAGES
+             for spec in data.DATASETS.values() for name in spec.classes]
     # Every class name's answer, put beside the one on the page: in its column, with its fonts and styles.
     answer.evaluate("(e, html) => { const probe = document.createElement('div'); probe.id = 'probe'; "
                     "probe.innerHTML = html; e.parentElement.parentElement.appendChild(probe); }",
@@ -253,3 +261,47 @@ def test_each_deep_link_opens_its_page(server, page, spec):
     expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)
     expect(page).to_have_title(f"{spec.title} · MNIST CNN Lab")
     expect(_current_link(page)).to_have_attribute("href", _url(server, spec))
+
+
+ZH = i18n.catalogue("zh")
+
+
+@pytest.mark.parametrize("spec", ui.PAGES, ids=lambda spec: spec.url_path)
+def test_each_page_opens_in_chinese_from_a_link_without_an_exception(server, page, spec):
+    from playwright.sync_api import expect
+
+    page.goto(f"{_url(server, spec)}?{ui.LANGUAGE_PARAM}=zh")  # a teacher's link: Chinese at once
+    heading = ZH[spec.url_path.lower()]["title"]
+    expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)
+    expect(page).to_have_title(ZH["app"]["page_title"].format(page=ZH["pages"][spec.url_path.lower()]))
+    page.get_by_test_id("stSidebar").get_by_text(ZH["sidebar"]["dataset"], exact=True).wait_for(timeout=30_000)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_switching_to_chinese_on_draw_keeps_it_on_compare_and_back(server, page):
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/Draw")
+    expect(page.get_by_role("heading", name="Draw", exact=True)).to_be_visible(timeout=60_000)
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text(i18n.LANGUAGES["zh"], exact=True).click()
+    expect(page.get_by_role("heading", name=ZH["draw"]["title"], exact=True)).to_be_visible(timeout=60_000)
+    expect(page).to_have_url(re.compile(rf"[?&]{ui.LANGUAGE_PARAM}=zh(&|$)"), timeout=30_000)
+    sidebar.get_by_role("link", name=ZH["pages"]["compare"]).click()
+    expect(page.get_by_role("heading", name=ZH["compare"]["title"], exact=True)).to_be_visible(timeout=60_000)
+    sidebar.get_by_role("link", name=ZH["pages"]["draw"]).click()
+    expect(page.get_by_role("heading", name=ZH["draw"]["title"], exact=True)).to_be_visible(timeout=60_000)
+    expect(page).to_have_url(re.compile(rf"[?&]{ui.LANGUAGE_PARAM}=zh(&|$)"), timeout=30_000)
+
+
+def test_a_browser_in_chinese_starts_in_chinese(server, browser):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    page = context.new_page()
+    try:
+        page.goto(f"{server}/Train")
+        expect(page.get_by_role("heading", name=ZH["train"]["title"], exact=True)).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("button", name=ZH["train"]["start"])).to_be_visible(timeout=30_000)
+    finally:
+        context.close()

@@ -11,13 +11,15 @@ import numpy as np
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+import ui
 from core import checkpoints, explain
 from core.models import get_model
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = "app_pages/4_Inside.py"
 LENET_STAGES = ["1. conv 5x5 · 6 x 28 x 28", "2. conv 5x5 · 16 x 10 x 10", "3. conv 5x5 · 120 x 1 x 1"]
-VIEWS = ["Feature maps", "Filters", "Saliency and Grad-CAM", "Occlusion", "One channel"]
+VIEWS = {"Feature maps": "maps", "Filters": "filters", "Saliency and Grad-CAM": "saliency", "Occlusion": "occlusion",
+         "One channel": "channel"}  # as the radio shows them, and its values
 
 
 def open_inside(**session) -> AppTest:
@@ -34,7 +36,7 @@ def open_inside(**session) -> AppTest:
 def show(at: AppTest, view: str) -> AppTest:
     """Put a view on screen, as a click on its name does."""
     [views] = [r for r in at.radio if r.label == "View"]
-    views.set_value(view).run()
+    views.set_value(VIEWS[view]).run()
     assert not at.exception
     return at
 
@@ -67,11 +69,11 @@ def captions(at: AppTest) -> str:
 def test_a_test_image_shows_its_label_the_answer_and_every_view(mnist_test):
     at = open_inside(inside_index=1)  # the second test digit is a 2
     assert at.title[0].value == "Inside"
-    assert at.radio[0].value == "A test image"
+    assert at.radio[0].value == "test"
     assert "Label: 2" in captions(at)
     assert answers(at) == [answers(at)[0]] and answers(at)[0].startswith("**lenet5** answers **2**")
     [views] = [r for r in at.radio if r.label == "View"]
-    assert views.options == VIEWS and views.value == "Feature maps"
+    assert views.options == list(VIEWS) and views.value == "maps"
 
     # Feature maps, on screen first: one chart per stage and nothing of the other views.
     assert [m.value.strip("*") for m in at.markdown if " · " in m.value] == LENET_STAGES
@@ -136,7 +138,7 @@ def test_only_the_view_on_screen_is_computed_and_once_for_every_session(monkeypa
     assert counts()["occlusion"] == 1
 
     # A second student on the same model, image and settings gets the first one's result.
-    other = open_inside(inside_index=3, inside_view="Occlusion")
+    other = open_inside(inside_index=3, inside_view="occlusion")
     assert counts() == dict(saliency_map=1, grad_cam=1, occlusion=1, maximise_channel=0)
     assert np.array_equal(array(chart(other, "occlusion_0")["data"][-1]["z"]), drops)
     show(other, "Saliency and Grad-CAM")
@@ -179,7 +181,7 @@ def test_the_random_button_picks_another_test_image(mnist_test):
 def test_the_last_drawing_is_the_default_input(mnist_test):
     drawing = mnist_test.images[0].numpy().astype(np.float32) / 255  # as the Draw page keeps it: a 7
     at = open_inside(last_digit=drawing)
-    assert at.radio[0].value == "Your last drawing"
+    assert at.radio[0].value == "drawing"
     assert "Label:" not in captions(at)
     assert answers(at)[0].startswith("**lenet5** answers **7**")
     assert at.selectbox[1].index == 0 and "each model's own answer" in at.selectbox[1].options[0]
@@ -189,7 +191,7 @@ def test_the_last_drawing_is_the_default_input(mnist_test):
 
 def test_without_a_drawing_the_page_says_where_to_make_one():
     at = open_inside()
-    at.radio[0].set_value("Your last drawing").run()
+    at.radio[0].set_value("drawing").run()
     assert not at.exception
     assert any("draw a digit on the Draw page" in i.value for i in at.info)
     assert not answers(at)
@@ -228,6 +230,6 @@ def test_explain_the_class_keeps_the_true_label_as_the_image_and_the_dataset_cha
     at.number_input[0].set_value(1).run()  # another digit: a 2, where the first was a 7
     assert int(mnist_test.labels[0]) != int(mnist_test.labels[1])
     assert not at.exception and explained() == "the true label"
-    at.sidebar.radio[0].set_value("fashion").run()
+    at.radio(key=ui.DATASET_KEY).set_value("fashion").run()
     assert not at.exception and explained() == "the true label"
     assert "explaining class **Pullover**" in answers(at)[0]  # Fashion-MNIST's test image 1 is a pullover
