@@ -101,7 +101,7 @@ with speed:
         st.dataframe(speeds.rename(columns=speed_columns), hide_index=True, width="stretch",
                      column_config={speed_columns[key]: st.column_config.NumberColumn(format="localized")
                                     for key in ("cpu_images_per_s", "gpu_images_per_s") if key in speeds})
-        machines = TEXT["and"].join(zoo.timing_machine(device) for device in bench.speed_devices())
+        machines = TEXT["and"].join(ui.say(zoo.timing_machine(device)) for device in bench.speed_devices())
         st.caption(TEXT["speed_caption"].format(machines=machines))
 with report:
     st.markdown(f"**{TEXT['report']}**")

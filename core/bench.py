@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from core import data, preprocess
+from core.i18n import Message
 from core.models import evaluating, get_model
 from core.predict import PAGE_THREADS, Ensemble, torch_threads
 from core.training import TrainConfig, Trainer, autocast, describe_device, resolve_device, use_channels_last
@@ -27,7 +28,7 @@ from core.training import TrainConfig, Trainer, autocast, describe_device, resol
 def describe_machine(device: torch.device | str | None = None, *, threads: int | None = None) -> str:
     """Where a figure was measured: the device (with ``threads`` on a CPU), the CPU and the torch version."""
     cpu = platform.processor() or platform.machine()
-    return f"{describe_device(device, threads=threads)}; {cpu}; torch {torch.__version__}"
+    return Message("devices.machine", device=describe_device(device, threads=threads), cpu=cpu, torch=torch.__version__)
 
 
 def _sync(device: torch.device) -> None:

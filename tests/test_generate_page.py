@@ -69,7 +69,7 @@ def test_a_gan_run_trains_live_and_joins_the_generators():
     assert "Losses" in titles and "Scores per class" in titles
     at.run()
     [generator_box] = [s for s in at.selectbox if s.label == "Generator"]
-    assert any(option.startswith("tiny gan · 1 epoch ·") for option in generator_box.options)
+    assert any(option.startswith("tiny gan · 1 epoch ·") for option in generator_box.options), generator_box.options
 
 
 def export_button(at: AppTest):

@@ -208,9 +208,9 @@ def test_the_switch_changes_the_language_at_once_and_puts_it_in_the_address():
     at = open_page(ui.PAGES[1].file, "en")
     assert at.title[0].value == ENGLISH["train.title"]
     at.radio(key=ui.LANGUAGE_KEY).set_value("zh").run()
-    assert at.title[0].value == CHINESE["train.title"] and at.query_params[ui.LANGUAGE_PARAM] == ["zh"]
+    assert at.title[0].value == CHINESE["train.title"] and at.query_params[ui.LANGUAGE_PARAM] in ("zh", ["zh"])
     at.switch_page(ui.PAGES[3].file).run()  # the address loses its query on a page switch; the session keeps it
-    assert at.title[0].value == CHINESE["compare.title"] and at.query_params[ui.LANGUAGE_PARAM] == ["zh"]
+    assert at.title[0].value == CHINESE["compare.title"] and at.query_params[ui.LANGUAGE_PARAM] in ("zh", ["zh"])
 
 
 def test_a_run_trained_and_a_run_refused_are_said_in_chinese():
