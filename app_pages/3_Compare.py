@@ -136,7 +136,7 @@ for name in curve_names:
     epochs = [e for e in with_history[name].history if e.get(metric) is not None]
     curves.add_scatter(x=[e["epoch"] for e in epochs], y=[e[metric] for e in epochs], name=name,
                        mode="lines+markers")
-curves.update_layout(title=TEXT["metrics"][metric], xaxis_title=TEXT["epoch"], height=380,
+curves.update_layout(title=TEXT["metrics"][metric], xaxis_title=TEXT["epoch"], height=380, font_family=ui.FONT,
                      margin=dict(l=10, r=10, t=40, b=10))
 st.plotly_chart(curves)
 
@@ -164,7 +164,7 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Spli
                                    text=[[f"{v:.1f}" for v in row] for row in per_class], texttemplate="%{text}"))
     heatmap.update_layout(title=TEXT["per_class"], xaxis_title=TEXT["true_class_axis"], xaxis_type="category",
                           yaxis_type="category", yaxis_autorange="reversed", height=120 + 28 * len(answered),
-                          margin=dict(l=10, r=10, t=40, b=10))
+                          font_family=ui.FONT, margin=dict(l=10, r=10, t=40, b=10))
     st.plotly_chart(heatmap)
 
     hardest = metrics.hardest_examples([a.predicted for a in answered.values()], labels, count=24)

@@ -283,3 +283,10 @@ def test_the_pages_keep_no_english_words_of_their_own():
                   if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
                   and re.search(r"[A-Za-z]{2,}[ ,]+[A-Za-z]{2,}", node.value)]
     assert found == []
+
+
+def test_every_chart_names_a_font_with_chinese_glyphs():
+    at = open_page(ui.PAGES[3].file, "zh", "fashion")  # Compare: the most charts
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    assert len(figures) >= 4
+    assert all("Noto Sans CJK SC" in figure["layout"]["font"]["family"] for figure in figures)
