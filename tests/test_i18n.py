@@ -15,7 +15,7 @@ import tomllib
 from streamlit.testing.v1 import AppTest
 
 import ui
-from core import data, i18n
+from core import checkpoints, data, i18n
 from core.i18n import Message
 from core.models import get_card, list_models
 
@@ -138,7 +138,10 @@ ENGLISH_RUN = re.compile(r"[A-Za-z][\w'’-]*(?:[ ,;:&.()]+[A-Za-z][\w'’-]*){2
 
 def english_runs(text: str) -> list[str]:
     text = re.sub(r"`[^`]*`|:material/\w+:|https?://\S+", " ", text)
-    for allowed in ALLOWED:
+    # and the names students gave their runs, which are theirs, in any language (other tests' runs among them)
+    names = {job.name for job in ui.job_manager().snapshots(history=False)}
+    names |= {record.name for record in checkpoints.find_models()}
+    for allowed in [*ALLOWED, *sorted(names, key=len, reverse=True)]:
         text = text.replace(allowed, " ")
     return ENGLISH_RUN.findall(text)
 
