@@ -330,7 +330,7 @@ def architecture_card(arch: str) -> None:
     said = i18n.card_words(card, language())
     params, macs = architecture_size(arch)
     st.subheader(f"{card.title} ({card.year})")
-    st.caption(card.paper)  # as published
+    st.caption(say(card.paper))  # as published (a built network's says where it was built)
     st.write(said.summary)
     st.markdown("\n".join(f"- {idea}" for idea in said.ideas))
     left, right = st.columns(2)

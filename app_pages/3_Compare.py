@@ -213,7 +213,8 @@ else:
 # --- inside one architecture ---
 st.header(TEXT["layers"])
 arch_column, depth_column = st.columns([3, 1])
-arch = arch_column.selectbox(TEXT["arch"], list_models(), index=list_models().index(looked_at or here[0][0].arch),
+architectures = list(dict.fromkeys([*list_models(), *(record.arch for record, _ in here)]))  # built ones too
+arch = arch_column.selectbox(TEXT["arch"], architectures, index=architectures.index(looked_at or here[0][0].arch),
                              format_func=lambda a: get_card(a).title)
 model = get_model(arch, num_classes=len(classes))
 deepest = max(n.count(".") + 1 for n, _ in model.named_modules() if n)

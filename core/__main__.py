@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TextIO
 
-from core import bench, checkpoints, cost, data, gan, i18n, preprocess, zoo
+from core import bench, checkpoints, cost, data, export, gan, i18n, preprocess, spec, zoo
 from core.models import get_card, list_models
 from core.predict import Ensemble
 from core.recipes import recipe, ship, train_all
@@ -147,11 +147,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
     if args.all:
         return train_every_architecture(args, overrides, out)
-    config = replace(recipe(args.arch, args.dataset), **overrides)
+    if args.spec and args.ship:
+        raise ValueError("--ship makes the zoo's shipped model of an architecture: train a built network without it")
+    arch = spec.register(read_spec(args.spec)) if args.spec else args.arch
+    config = replace(recipe(arch, args.dataset), **overrides)
     # Everything that could refuse the run is checked before it trains, not after.
     config.validate()
     folder = checkpoints.destination(ship=args.ship)
-    name = config.arch if args.ship else checkpoints.check_name(args.name or config.arch)
+    default_name = get_card(arch).title if args.spec else arch  # a built network: the name its spec gives it
+    name = arch if args.ship else checkpoints.check_name(args.name or default_name)
     checkpoints.check_writable(folder)
     say = i18n.texts("cli", args.lang)
     print(say["training"].format(arch=config.arch, dataset=data.get_spec(config.dataset).title,
@@ -463,6 +467,36 @@ def cmd_cgan_score(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- export -----------------------------------------------------------------------------------
+
+def read_spec(path: str) -> spec.Spec:
+    """A spec file, parsed and checked; SpecError (a ValueError) naming the file and the problem."""
+    try:
+        document = Path(path).read_bytes()
+    except OSError as error:
+        raise spec.SpecError(f"{path}: {error.strerror or error}") from error
+    network = spec.parse(document)
+    spec.check(network)
+    return network
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix != ".py":
+        raise ValueError(f"--out must name a .py file, got {out.name!r}")
+    arch = spec.register(read_spec(args.spec)) if args.spec else args.arch
+    source = export.script(recipe(arch, args.dataset), file=out.name)
+    try:
+        out.write_text(source, encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"could not write {out}: {error.strerror or error}") from error
+    if args.json:
+        emit({"arch": arch, "dataset": args.dataset, "out": str(out)})
+    else:
+        print(f"wrote {out}: python {out} trains it on {data.get_spec(args.dataset).title}")
+    return 0
+
+
 # --- predict ----------------------------------------------------------------------------------
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -539,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = command("train", cmd_train, "train one architecture and save it (defaults: its recipe)")
     which = train.add_mutually_exclusive_group(required=True)
     which.add_argument("--arch", choices=list_models())
+    which.add_argument("--spec", metavar="FILE", help="a network built layer by layer: a spec file (JSON)")
     which.add_argument("--all", action="store_true",
                        help="every architecture with its recipe, one after the other; skips what is saved "
                             "with the same recipe and resumes an interrupted one")
@@ -565,6 +600,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="run name, any script (default: the arch; a taken name gets -2, -3, ...)")
     train.add_argument("--ship", action="store_true", help="save into weights/ as the shipped model")
     data_options(train)
+
+    exporter = command("export", cmd_export, "one standalone PyTorch script that trains an architecture with its "
+                                             "recipe (no import of this lab)")
+    source = exporter.add_mutually_exclusive_group(required=True)
+    source.add_argument("--arch", choices=[name for name in list_models() if name in spec.TEMPLATES])
+    source.add_argument("--spec", metavar="FILE", help="a network built layer by layer: a spec file (JSON)")
+    exporter.add_argument("--dataset", default="mnist", choices=list(data.DATASETS))
+    exporter.add_argument("--out", required=True, metavar="FILE.py")
 
     evaluate_ = command("eval", cmd_eval, "test accuracy of every trained model found")
     evaluate_.add_argument("--dataset", choices=list(data.DATASETS))

@@ -41,7 +41,7 @@ from torch import nn
 import core
 from core import data
 from core.i18n import Message
-from core.models import MAX_CLASSES, MAX_WIDTH, MIN_WIDTH, get_model, list_models
+from core.models import MAX_CLASSES, MAX_WIDTH, MIN_WIDTH, get_model, is_known, list_models
 from core.models.cgan import ARCH as GENERATOR_ARCH
 from core.training import evaluate
 
@@ -651,7 +651,7 @@ def load(path: Path | str, *, arch: str | None = None) -> nn.Module:
         raise CheckpointError(f"{path}: no architecture recorded in the file's metadata")
     if arch is not None and stored_arch != arch:
         raise CheckpointError(f"{path}: holds {stored_arch!r} weights, not {arch!r}")
-    if stored_arch not in list_models():
+    if not is_known(stored_arch):
         raise CheckpointError(f"{path}: unknown architecture {stored_arch!r}; known: {', '.join(list_models())}")
     num_classes = int(metadata_number(metadata, "num_classes", default=10, low=1, high=MAX_CLASSES, integer=True,
                                       path=path))
@@ -674,8 +674,10 @@ def find_models(dataset: str | None = None, *, include_runs: bool = True) -> lis
     records = sorted(read_manifest(WEIGHTS_DIR), key=lambda r: (order.get(r.arch, len(order)), r.name))
     if include_runs:
         records += sorted(read_manifest(runs_dir()), key=lambda r: r.date)
-    # The manifests also list generators; and a classifier of an architecture this version lacks cannot load.
-    return [r for r in records if r.kind == "classifier" and r.arch in order and dataset in (None, r.dataset)]
+    # The manifests also list generators; and a classifier of an architecture this version lacks (or a built
+    # network whose spec this machine does not keep) cannot load.
+    return [r for r in records if r.kind == "classifier" and (r.arch in order or is_known(r.arch))
+            and dataset in (None, r.dataset)]
 
 
 

@@ -95,13 +95,15 @@ class CardWords(NamedTuple):
 
 
 def card_words(card: ModelCard, language: str) -> CardWords:
-    """A model card's sentences in ``language`` (``[data.cards.<name>]``), English where there is none."""
-    english = CardWords(card.summary, card.ideas, card.paper_params)
+    """A model card's sentences in ``language`` (``[data.cards.<name>]``, or the Messages of a built network's
+    card), English where there is none."""
+    english = CardWords(in_language(card.summary, language), tuple(in_language(i, language) for i in card.ideas),
+                        in_language(card.paper_params, language))
     if language == DEFAULT:
         return english
     said = _complete(language)["data"].get("cards", {}).get(card.name, {})
-    return CardWords(said.get("summary", card.summary), tuple(said.get("ideas", card.ideas)),
-                     said.get("paper_params", card.paper_params))
+    return CardWords(said.get("summary", english.summary), tuple(said.get("ideas", english.ideas)),
+                     said.get("paper_params", english.paper_params))
 
 
 def server_language() -> str | None:

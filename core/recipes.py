@@ -16,6 +16,10 @@ from core.training import Callback, EpochEvent, TrainConfig, Trainer, TrainResul
 _SGD = dict(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
 _ADAMW = dict(optimizer="adamw", lr=2e-3, weight_decay=0.05)
 
+# A network built in the lab (core.spec) has no recipe of its own: AdamW trains any stack, with batch norm or
+# without, and 10 epochs is a lesson's length.
+_BUILT = dict(_ADAMW, epochs=10)
+
 _RECIPES: dict[str, dict] = {
     "mlp": dict(_ADAMW, epochs=15, lr=1e-3),
     "lenet5": dict(_ADAMW, epochs=15, lr=5e-3),  # tanh saturates slowly: a higher peak helped in short runs
@@ -48,7 +52,7 @@ _FASHION: dict[str, dict] = {
 def recipe(arch: str, dataset: str = "mnist") -> TrainConfig:
     """The recipe of one architecture on one dataset."""
     get_card(arch)
-    settings = _RECIPES[arch] | (_FASHION.get(arch, {}) if dataset == "fashion" else {})
+    settings = _RECIPES.get(arch, _BUILT) | (_FASHION.get(arch, {}) if dataset == "fashion" else {})
     # One-cycle needs its whole schedule to anneal, so early stopping is off; the epoch with the
     # best validation accuracy is still the one kept.
     return replace(TrainConfig(), arch=arch, dataset=dataset, schedule="onecycle", batch_size=128,

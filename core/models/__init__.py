@@ -54,7 +54,7 @@ def register_model(card: ModelCard) -> Callable[[Builder], Builder]:
     has an ``init_weights(generator=None)`` method that draws the family's initialisation."""
 
     def wrap(builder: Builder) -> Builder:
-        if card.name in _BUILDERS:
+        if card.name in _BUILDERS and not card.name.startswith(SPEC_PREFIX):  # a spec's name is its content
             raise ValueError(f"architecture {card.name!r} is registered twice")
         _BUILDERS[card.name] = builder
         _CARDS[card.name] = card
@@ -63,12 +63,28 @@ def register_model(card: ModelCard) -> Callable[[Builder], Builder]:
     return wrap
 
 
+SPEC_PREFIX = "spec-"  # the name of a network built in the lab from a spec (core.spec), stored with the runs
+
+
 def list_models() -> list[str]:
-    """Registry names in the order the zoo is taught (baselines first, then by year)."""
-    return list(_BUILDERS)
+    """The zoo's names in the order it is taught (baselines first, then by year); built networks not included."""
+    return [name for name in _BUILDERS if not name.startswith(SPEC_PREFIX)]
+
+
+def is_known(name: str) -> bool:
+    """A zoo architecture, or a network built in the lab whose spec this machine keeps."""
+    try:
+        _check(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _check(name: str) -> None:
+    if name not in _BUILDERS and name.startswith(SPEC_PREFIX):
+        from core import spec  # a built network registers itself from its stored spec, in any process
+
+        spec.register_stored(name)
     if name not in _BUILDERS:
         raise ValueError(f"unknown architecture {name!r}; choose one of {list_models()}")
 

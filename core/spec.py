@@ -1,0 +1,505 @@
+"""A network as data: a versioned list of layers, checked layer by layer, built as a zoo-shaped ``nn.Module``.
+
+A spec is JSON a student can read and write::
+
+    {"version": 1, "name": "my-lenet", "layers": [
+        {"type": "conv", "channels": 6, "kernel": 5, "padding": 2}, {"type": "relu"}, {"type": "maxpool", "kernel": 2},
+        {"type": "flatten"}, {"type": "linear", "units": 10}]}
+
+``check`` follows the shape of one image through the layers and refuses, naming the layer, what cannot work
+("layer 4, conv: kernel 7 is larger than its 5x5 input"); ``build`` makes the network. Its ``features`` are the
+layers before the first flatten or global average pooling, its ``classifier`` the rest, as in every zoo model,
+so the pages that look inside a zoo model look inside a built one the same way.
+
+    >>> net = build(parse(TEMPLATES["lenet5-relu"]))
+    >>> sum(p.numel() for p in net.parameters())
+    61706
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from core.i18n import Message
+from core.models import SPEC_PREFIX, ModelCard, get_card, register_model
+from core.models._utils import Dropout, he_init
+
+VERSION = 1
+MAX_LAYERS = 64  # a stack longer than this is a typo or a loop, not a classroom network
+INPUT = (1, 28, 28)  # channels, height, width of one image
+NUM_CLASSES = 10
+MAX_PARAMS = 5_000_000  # the classroom budget every zoo model keeps (tests/test_models.py)
+MAX_MACS = 25_000_000
+
+# Every layer type and its settings: the default, or None where the setting must be given.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "conv": {"channels": None, "kernel": None, "stride": 1, "padding": 0, "groups": 1, "bias": True},
+    "maxpool": {"kernel": None, "stride": None, "padding": 0, "ceil": False},  # stride None: the kernel's
+    "avgpool": {"kernel": None, "stride": None, "padding": 0, "ceil": False},
+    "batchnorm": {},
+    "relu": {}, "tanh": {}, "sigmoid": {}, "gelu": {},
+    "dropout": {"p": 0.5},
+    "lrn": {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0},
+    "flatten": {},
+    "gap": {},  # global average pooling: C x H x W -> C
+    "linear": {"units": None, "bias": True},
+    "residual": {"channels": None, "stride": 1},  # two 3x3 convs and a shortcut, projected when shapes change
+}
+LAYER_TYPES = tuple(SETTINGS)
+# What each whole-number setting may be: at least the first, at most the second.
+_RANGES = {"channels": (1, 2048), "kernel": (1, 28), "stride": (1, 28), "padding": (0, 14), "groups": (1, 2048),
+           "units": (1, 100_000), "size": (1, 99)}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be built; the message (a Message) names the layer and the problem."""
+
+
+def _refuse(index: int | None, kind: str | None, key: str, **fields: Any) -> SpecError:
+    problem = Message(f"spec.{key}", **fields)
+    if index is None:
+        return SpecError(problem)
+    return SpecError(Message("spec.at_layer", index=index, type=kind, problem=problem))
+
+
+@dataclass(frozen=True)
+class Layer:
+    type: str
+    settings: Mapping[str, Any]  # every setting of its type, defaults filled in
+
+    def as_json(self) -> dict[str, Any]:
+        """The layer as a spec writes it: its type and the settings that differ from the defaults."""
+        defaults = SETTINGS[self.type]
+        return {"type": self.type, **{k: v for k, v in self.settings.items() if v != defaults[k]}}
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    layers: tuple[Layer, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"version": VERSION, "name": self.name, "layers": [layer.as_json() for layer in self.layers]}
+
+    def dumps(self) -> str:
+        """The spec as a file, one layer a line."""
+        layers = ",\n    ".join(json.dumps(layer.as_json()) for layer in self.layers)
+        name = json.dumps(self.name, ensure_ascii=False)
+        return f'{{"version": {VERSION}, "name": {name}, "layers": [\n    {layers}\n]}}\n'
+
+
+def _setting(index: int, kind: str, name: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool) or name in ("bias", "ceil"):
+        if not isinstance(value, bool):
+            raise _refuse(index, kind, "not_bool", name=name, value=repr(value))
+        return value
+    if name in ("p", "alpha", "beta", "k"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _refuse(index, kind, "not_number", name=name, value=repr(value))
+        if name == "p" and not 0 <= value < 1:
+            raise _refuse(index, kind, "dropout", value=value)
+        return float(value)
+    if value is None and name == "stride" and kind in ("maxpool", "avgpool"):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _refuse(index, kind, "not_whole", name=name, value=repr(value))
+    low, high = _RANGES[name]
+    if not low <= value <= high:
+        raise _refuse(index, kind, "out_of_range", name=name, value=value, low=low, high=high)
+    return value
+
+
+def parse(document: str | bytes | Mapping[str, Any]) -> Spec:
+    """A spec from its JSON text (or the parsed object), its structure and settings checked; SpecError if not."""
+    if isinstance(document, (str, bytes)):
+        try:
+            document = json.loads(document)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise _refuse(None, None, "not_json", error=str(error)) from error
+    if not isinstance(document, Mapping) or not isinstance(document.get("layers"), list):
+        raise _refuse(None, None, "no_layers")
+    version = document.get("version")
+    if version != VERSION:
+        key = "future" if isinstance(version, int) and version > VERSION else "version"
+        raise _refuse(None, None, key, version=repr(version), known=VERSION)
+    entries = document["layers"]
+    if not entries:
+        raise _refuse(None, None, "empty")
+    if len(entries) > MAX_LAYERS:
+        raise _refuse(None, None, "too_many", count=len(entries), most=MAX_LAYERS)
+    name = document.get("name", "my-network")
+    if not isinstance(name, str) or not name.strip():
+        raise _refuse(None, None, "no_name")
+    layers = []
+    for index, entry in enumerate(entries, start=1):
+        kind = entry.get("type") if isinstance(entry, Mapping) else None
+        if kind not in SETTINGS:
+            raise _refuse(index, str(kind), "unknown_type", types=", ".join(LAYER_TYPES))
+        defaults = SETTINGS[kind]
+        unknown = sorted(set(entry) - {"type"} - set(defaults))
+        if unknown:
+            raise _refuse(index, kind, "unknown_setting", names=", ".join(unknown),
+                          known=", ".join(defaults) or "—")
+        settings = {}
+        for setting, default in defaults.items():
+            if setting not in entry and default is None and not (setting == "stride" and kind.endswith("pool")):
+                raise _refuse(index, kind, "missing", name=setting)
+            settings[setting] = _setting(index, kind, setting, entry.get(setting, default), default)
+        layers.append(Layer(kind, settings))
+    return Spec(name.strip(), tuple(layers))
+
+
+# --- shapes --------------------------------------------------------------------------------------------
+
+Shape = tuple[int, ...]  # C x H x W before flattening, then (units,)
+
+
+def _pooled(size: int, kernel: int, stride: int, padding: int, ceil: bool) -> int:
+    span = size + 2 * padding - kernel
+    out = (math.ceil if ceil else math.floor)(span / stride) + 1
+    if ceil and (out - 1) * stride >= size + padding:  # PyTorch's rule: the last window starts inside
+        out -= 1
+    return out
+
+
+def output_shape(index: int, layer: Layer, shape: Shape) -> Shape:
+    """The shape one image has after ``layer``, or SpecError saying why the layer cannot take ``shape``."""
+    kind, s = layer.type, layer.settings
+    spatial = len(shape) == 3
+    if kind in ("conv", "maxpool", "avgpool", "lrn", "gap", "residual") and not spatial:
+        raise _refuse(index, kind, "needs_maps", units=shape[0])
+    if kind == "linear" and spatial:
+        raise _refuse(index, kind, "needs_flat", shape=" x ".join(map(str, shape)))
+    if kind in ("conv", "maxpool", "avgpool"):
+        channels, height, width = shape
+        kernel, padding = s["kernel"], s["padding"]
+        stride = s["stride"] or kernel
+        if kernel > min(height, width) + 2 * padding:
+            raise _refuse(index, kind, "kernel_too_large", kernel=kernel, height=height, width=width)
+        if kind != "conv" and padding > kernel // 2:
+            raise _refuse(index, kind, "pool_padding", padding=padding, kernel=kernel)
+        if kind == "conv":
+            if channels % s["groups"] or s["channels"] % s["groups"]:
+                raise _refuse(index, kind, "groups", groups=s["groups"], inputs=channels, outputs=s["channels"])
+            size = [(n + 2 * padding - kernel) // stride + 1 for n in (height, width)]
+            return s["channels"], *size
+        size = [_pooled(n, kernel, stride, padding, s["ceil"]) for n in (height, width)]
+        return channels, *size
+    if kind == "residual":
+        channels, height, width = shape
+        stride = s["stride"]
+        if stride > min(height, width):
+            raise _refuse(index, kind, "kernel_too_large", kernel=stride, height=height, width=width)
+        return s["channels"], *[(n - 1) // stride + 1 for n in (height, width)]
+    if kind == "flatten":
+        return (math.prod(shape),)
+    if kind == "gap":
+        return (shape[0],)
+    if kind == "linear":
+        return (s["units"],)
+    return shape  # batch norm, activations, dropout, lrn keep the shape
+
+
+def check(spec: Spec, *, num_classes: int = NUM_CLASSES, in_shape: Shape = INPUT) -> list[Shape]:
+    """Each layer's output shape for one image; SpecError if a layer cannot take its input, or if the network
+    does not end in one score per class."""
+    shapes, shape = [], in_shape
+    for index, layer in enumerate(spec.layers, start=1):
+        shape = output_shape(index, layer, shape)
+        if 0 in shape:
+            raise _refuse(index, layer.type, "nothing_left", shape=" x ".join(map(str, shape)))
+        shapes.append(shape)
+    if shape != (num_classes,):
+        raise _refuse(None, None, "output", shape=" x ".join(map(str, shape)), classes=num_classes)
+    return shapes
+
+
+# --- building ------------------------------------------------------------------------------------------
+
+class Residual(nn.Module):
+    """Two 3x3 convolutions with batch norm, added to the input, as ResNet's basic block; the shortcut is a
+    1x1 convolution with batch norm where the channels or the size change."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = nn.Identity() if stride == 1 and in_channels == channels else nn.Sequential(
+            nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(out + self.shortcut(x))
+
+
+def _module(layer: Layer, shape: Shape) -> nn.Module:
+    s = layer.settings
+    match layer.type:
+        case "conv":
+            return nn.Conv2d(shape[0], s["channels"], s["kernel"], s["stride"], s["padding"], groups=s["groups"],
+                             bias=s["bias"])
+        case "maxpool":
+            return nn.MaxPool2d(s["kernel"], s["stride"] or s["kernel"], s["padding"], ceil_mode=s["ceil"])
+        case "avgpool":
+            return nn.AvgPool2d(s["kernel"], s["stride"] or s["kernel"], s["padding"], ceil_mode=s["ceil"])
+        case "batchnorm":
+            return nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])
+        case "relu":
+            return nn.ReLU(inplace=True)
+        case "tanh":
+            return nn.Tanh()
+        case "sigmoid":
+            return nn.Sigmoid()
+        case "gelu":
+            return nn.GELU()
+        case "dropout":
+            return Dropout(s["p"])
+        case "lrn":
+            return nn.LocalResponseNorm(s["size"], s["alpha"], s["beta"], s["k"])
+        case "flatten":
+            return nn.Flatten()
+        case "gap":
+            return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        case "linear":
+            return nn.Linear(shape[0], s["units"], bias=s["bias"])
+        case "residual":
+            return Residual(shape[0], s["channels"], s["stride"])
+    raise AssertionError(layer.type)  # parse admits no other type
+
+
+class SpecNet(nn.Module):
+    """The network of a spec: ``features`` up to the first flatten or global pooling, ``classifier`` from it."""
+
+    def __init__(self, spec: Spec, *, num_classes: int = NUM_CLASSES, in_channels: int = INPUT[0]) -> None:
+        super().__init__()
+        self.spec = spec
+        shapes = [(in_channels, *INPUT[1:]), *check(spec, num_classes=num_classes,
+                                                   in_shape=(in_channels, *INPUT[1:]))]
+        modules = [_module(layer, shape) for layer, shape in zip(spec.layers, shapes, strict=False)]
+        split = next((i for i, layer in enumerate(spec.layers) if layer.type in ("flatten", "gap")), len(modules))
+        self.features = nn.Sequential(*modules[:split])
+        self.classifier = nn.Sequential(*modules[split:])
+        self.init_weights()
+
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        he_init(self, generator)
+        read_out = [m for m in self.modules() if isinstance(m, nn.Linear)]
+        if read_out:  # a small read-out starts every class near equal probability, as in the zoo
+            nn.init.normal_(read_out[-1].weight, std=0.01, generator=generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))
+
+
+def build(spec: Spec, *, num_classes: int = NUM_CLASSES, in_channels: int = INPUT[0]) -> SpecNet:
+    return SpecNet(spec, num_classes=num_classes, in_channels=in_channels)
+
+
+def over_budget(params: int, macs: int) -> Message | None:
+    """What a network costs beyond the classroom budget, said with by how much; None within it."""
+    if params > MAX_PARAMS:
+        return Message("spec.too_many_params", params=params, most=MAX_PARAMS, over=params - MAX_PARAMS)
+    if macs > MAX_MACS:
+        return Message("spec.too_many_macs", macs=macs, most=MAX_MACS, over=macs - MAX_MACS)
+    return None
+
+
+# --- templates: the classics of the zoo that a spec can say -----------------------------------------------
+
+def _conv(channels: int, kernel: int, **settings: Any) -> dict[str, Any]:
+    return {"type": "conv", "channels": channels, "kernel": kernel, **settings}
+
+
+_RELU, _TANH, _FLAT = {"type": "relu"}, {"type": "tanh"}, {"type": "flatten"}
+
+
+def _linear(units: int) -> dict[str, Any]:
+    return {"type": "linear", "units": units}
+
+
+def _conv_bn_relu(channels: int, kernel: int, **settings: Any) -> list[dict[str, Any]]:
+    return [_conv(channels, kernel, bias=False, **settings), {"type": "batchnorm"}, _RELU]
+
+
+def _lenet(activation: dict[str, Any], pool: str) -> list[dict[str, Any]]:
+    return [_conv(6, 5, padding=2), activation, {"type": pool, "kernel": 2}, _conv(16, 5), activation,
+            {"type": pool, "kernel": 2}, _conv(120, 5), activation, _FLAT, _linear(84), activation, _linear(10)]
+
+
+_OVERLAPPING = {"type": "maxpool", "kernel": 3, "stride": 2, "padding": 1}
+_LRN = {"type": "lrn"}
+
+
+def _alexnet(first: dict[str, Any], second: dict[str, Any], *, pool_first: bool) -> list[dict[str, Any]]:
+    normalise = [_OVERLAPPING, _LRN] if pool_first else [_LRN, _OVERLAPPING]  # ZFNet pools, then normalises
+    return [first, _RELU, *normalise, second, _RELU, *normalise,
+            _conv(96, 3, padding=1), _RELU, _conv(96, 3, padding=1), _RELU, _conv(64, 3, padding=1), _RELU,
+            _OVERLAPPING, _FLAT, _linear(1024), _RELU, {"type": "dropout"}, _linear(1024), _RELU,
+            {"type": "dropout"}, _linear(10)]
+
+
+def _vgg(cfg: tuple[int | str, ...]) -> list[dict[str, Any]]:
+    trunk = [v for c in cfg for v in ([{"type": "maxpool", "kernel": 2, "ceil": True}] if c == "M"
+                                      else _conv_bn_relu(c, 3, padding=1))]
+    return [*trunk, _FLAT, _linear(256), _RELU, {"type": "dropout"}, _linear(256), _RELU, {"type": "dropout"},
+            _linear(10)]
+
+
+def _residual(channels: int, stride: int = 1) -> dict[str, Any]:
+    return {"type": "residual", "channels": channels, "stride": stride}
+
+TEMPLATES: dict[str, dict[str, Any]] = {
+    "empty": {"version": VERSION, "name": "my-network", "layers": [_FLAT, _linear(10)]},
+    "mlp": {"version": VERSION, "name": "my-mlp", "layers": [
+        _FLAT, _linear(1024), _RELU, {"type": "dropout", "p": 0.2}, _linear(512), _RELU,
+        {"type": "dropout", "p": 0.2}, _linear(10)]},
+    "lenet5": {"version": VERSION, "name": "my-lenet5", "layers": _lenet(_TANH, "avgpool")},
+    "lenet5-relu": {"version": VERSION, "name": "my-lenet5-relu", "layers": _lenet(_RELU, "maxpool")},
+    "simple-cnn": {"version": VERSION, "name": "my-simple-cnn", "layers": [
+        *_conv_bn_relu(32, 3), *_conv_bn_relu(32, 3), {"type": "maxpool", "kernel": 2}, *_conv_bn_relu(64, 3),
+        *_conv_bn_relu(64, 3), {"type": "maxpool", "kernel": 2}, _FLAT, _linear(128), _RELU, {"type": "dropout"},
+        _linear(10)]},
+    "alexnet": {"version": VERSION, "name": "my-alexnet", "layers": _alexnet(
+        _conv(24, 5, stride=2, padding=2), _conv(64, 5, padding=2), pool_first=False)},
+    "zfnet": {"version": VERSION, "name": "my-zfnet", "layers": _alexnet(
+        _conv(24, 3, padding=1), _conv(64, 5, stride=2, padding=2), pool_first=True)},
+    # VGG's configurations A and E at a quarter of the paper's channels
+    "vgg11": {"version": VERSION, "name": "my-vgg11", "layers": _vgg(
+        (16, "M", 32, "M", 64, 64, "M", 128, 128, "M", 128, 128, "M"))},
+    "vgg19": {"version": VERSION, "name": "my-vgg19", "layers": _vgg(
+        (16, 16, "M", 32, 32, "M", 64, 64, 64, 64, "M", 128, 128, 128, 128, "M", 128, 128, 128, 128, "M"))},
+    "resnet18": {"version": VERSION, "name": "my-resnet18", "layers": [
+        *_conv_bn_relu(12, 3, padding=1), _residual(12), _residual(12), _residual(24, 2), _residual(24),
+        _residual(48, 2), _residual(48), _residual(96, 2), _residual(96), {"type": "gap"}, _linear(10)]},
+}
+# GoogLeNet's inception modules and MobileNet's inverted residuals are more than a list of layers says.
+
+
+# --- a built network in the registry ----------------------------------------------------------------------
+
+_SPECS: dict[str, Spec] = {}  # the built networks registered in this process, by registry name
+
+
+def architecture(spec: Spec) -> str:
+    """The registry name of a spec: "spec-" and a hash of all it says, so one network has one name everywhere."""
+    said = json.dumps(spec.as_json(), sort_keys=True, ensure_ascii=False)
+    return SPEC_PREFIX + hashlib.sha256(said.encode()).hexdigest()[:12]
+
+
+def specs_dir() -> Path:
+    """Where built networks are kept: beside the runs that trained them, for every process of the server."""
+    from core import checkpoints
+
+    return checkpoints.runs_dir() / "specs"
+
+
+def register(spec: Spec) -> str:
+    """Check a spec, keep it with the runs (once) and put it in the registry, where ``get_model``, ``get_card``
+    and every page take it like an architecture of the zoo. Returns its registry name."""
+    check(spec)
+    name = architecture(spec)
+    path = specs_dir() / f"{name}.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        partial.write_text(spec.dumps(), encoding="utf-8")
+        os.replace(partial, path)  # whole or not at all: another process may read it at once
+    _register(name, spec)
+    return name
+
+
+def register_stored(name: str) -> None:
+    """Register the built network ``name`` from its kept spec; nothing if this machine keeps none by that name
+    (the registry then calls it unknown)."""
+    try:
+        stored = parse((specs_dir() / f"{name}.json").read_bytes())
+    except (OSError, SpecError):
+        return
+    if architecture(stored) == name:  # a file edited by hand is not the network its name says
+        _register(name, stored)
+
+
+def stored_spec(name: str) -> Spec:
+    """The spec of a registered built network, e.g. to load it back into the builder."""
+    get_card(name)  # registers it from its file if need be, or says it is unknown
+    return _SPECS[name]
+
+
+def _register(name: str, spec: Spec) -> None:
+    if name in _SPECS:
+        return
+    kinds = [layer.type for layer in spec.layers]
+    card = ModelCard(name=name, title=spec.name, year=datetime.date.today().year, paper=Message("spec.card_paper"),
+                     summary=Message("spec.card_summary", layers=len(kinds)),
+                     ideas=(Message("spec.card_stack", stack=" → ".join(kinds)),),
+                     paper_params=Message("spec.card_original"))
+
+    def builder(*, num_classes: int = NUM_CLASSES, in_channels: int = INPUT[0], width: float = 1.0) -> SpecNet:
+        if width != 1.0:
+            raise ValueError(Message("spec.no_width", width=width))
+        return build(spec, num_classes=num_classes, in_channels=in_channels)
+
+    register_model(card)(builder)
+    _SPECS[name] = spec
+
+
+# --- the builder's table: a spec as rows of one column per setting ------------------------------------------
+
+COLUMNS = ("type", *dict.fromkeys(name for settings in SETTINGS.values() for name in settings))
+
+
+def rows(network: Spec) -> list[dict[str, Any]]:
+    """One row per layer, every setting of every type a column (None where the layer has no such setting)."""
+    return [{"type": layer.type, **{column: layer.settings.get(column) for column in COLUMNS[1:]}}
+            for layer in network.layers]
+
+
+def from_rows(table: list[Mapping[str, Any]], name: str) -> Spec:
+    """The spec of the builder's rows: a blank cell is the setting's default; SpecError as ``parse`` says it."""
+    layers = []
+    for row in table:
+        kind = row.get("type")
+        layer: dict[str, Any] = {"type": kind}
+        for setting in SETTINGS.get(kind, {}):
+            value = row.get(setting)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            if isinstance(value, float) and value.is_integer() and setting not in ("p", "alpha", "beta", "k"):
+                value = int(value)  # a table column of numbers holds floats
+            layer[setting] = value
+        layers.append(layer)
+    return parse({"version": VERSION, "name": name, "layers": layers})
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    output_shape: Shape
+    params: int
+    macs: int  # per image
+
+
+def layer_costs(network: Spec) -> list[LayerCost]:
+    """Each layer's output shape, parameters and MACs, from the counter every zoo model is measured with
+    (``cost.layer_summary``); SpecError if the spec cannot be built."""
+    from core.cost import layer_summary
+
+    model = build(network)
+    split = len(model.features)
+    costs = {row.name: row for row in layer_summary(model, depth=2)}
+    paths = [f"features.{i}" if i < split else f"classifier.{i - split}" for i in range(len(network.layers))]
+    return [LayerCost(costs[path].output_shape, costs[path].params, costs[path].macs) for path in paths]
