@@ -4,8 +4,9 @@ from dataclasses import replace
 
 import streamlit as st
 
+import builder
 import ui
-from core import checkpoints, data
+from core import checkpoints, data, export, spec
 from core.jobs import JobSnapshot, Limits
 from core.models import get_card, list_models
 from core.recipes import recipe
@@ -24,19 +25,31 @@ teacher = ui.teacher_key()  # None for a student
 st.title(TEXT["title"])
 st.write(TEXT["intro"])
 
+BUILD = "build"  # the architecture choice that opens the builder
 settings, card = st.columns([3, 2], gap="large")
+below = st.container()  # the builder's layers, full width under the form
 with card:
-    arch = st.selectbox(TEXT["arch"], list_models(), format_func=lambda name: get_card(name).title,
-                        key=ui.kept("arch", "lenet5"))
-    ui.architecture_card(arch)
+    choice = st.selectbox(TEXT["arch"], [BUILD, *list_models()], key=ui.kept("arch", "lenet5"),
+                          format_func=lambda name: TEXT["build"] if name == BUILD else get_card(name).title)
+if choice == BUILD:
+    network = builder.network_builder(card, below, dataset=dataset, owner=owner)
+    arch = spec.architecture(network) if network else "simple-cnn"  # the form's defaults until it is valid
+else:
+    network, arch = None, choice
+    with card:
+        ui.architecture_card(arch)
+        if arch in spec.TEMPLATES:
+            st.download_button(TEXT["export"], export.script(recipe(arch, dataset), file=f"{arch}.py"),
+                               file_name=f"{arch}.py", mime="text/x-python", icon=":material/code:",
+                               help=TEXT["export_help"], on_click="ignore")
 
 default = recipe(arch, dataset)
 
 
 def field(name: str, value: object) -> str:
     """The key of a setting: its own for each architecture and dataset (their recipes differ), kept for the
-    session, starting from the recipe."""
-    return ui.kept(f"{name}-{arch}-{dataset}", value)
+    session, starting from the recipe; one for every built network."""
+    return ui.kept(f"{name}-{choice}-{dataset}", value)
 
 
 with settings, st.form("settings"):
@@ -61,7 +74,8 @@ with settings, st.form("settings"):
     erase = right.slider(TEXT["erase"], 0.0, 1.0, step=0.25, help=TEXT["erase_help"], key=field("erase", default.erase))
     augment = left.toggle(TEXT["augment"], help=TEXT["augment_help"], key=field("aug", default.augment))
     warp = right.toggle(TEXT["warp"], help=TEXT["warp_help"], key=field("warp", default.warp))
-    name = st.text_input(TEXT["name"], max_chars=60, key=field("name", f"{arch}-{owner[:4]}"))
+    name = st.text_input(TEXT["name"], max_chars=60,
+                         key=field("name", f"{'mynet' if choice == BUILD else arch}-{owner[:4]}"))
     per_epoch = manager.estimate(replace(default, epochs=1, limit=None))
     if per_epoch:
         st.caption(TEXT["estimate"].format(epoch=clock(per_epoch.seconds),
@@ -72,9 +86,11 @@ with settings, st.form("settings"):
     if not ui.teacher_key():
         st.caption(TEXT["limits"].format(queued=manager.limits.queued_per_student,
                                          images=manager.limits.epoch_images))
-    if st.form_submit_button(TEXT["start"], type="primary", icon=":material/play_arrow:"):
+    if st.form_submit_button(TEXT["start"], type="primary", icon=":material/play_arrow:",
+                             disabled=choice == BUILD and network is None):
         config = replace(
-            default, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
+            default, arch=spec.register(network) if network else arch, epochs=epochs, batch_size=batch_size, lr=lr,
+            optimizer=optimizer, schedule=schedule,
             weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment, warp=warp, erase=erase,
             val_split=val_split, patience=int(patience), seed=int(seed),
             limit=None if limit == data.TRAIN_SIZE else limit,

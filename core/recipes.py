@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core import checkpoints, metrics
-from core.models import get_card, list_models
+from core.models import SPEC_PREFIX, get_card, list_models
 from core.training import Callback, EpochEvent, TrainConfig, Trainer, TrainResult
 
 # Networks with batch norm take SGD with a high one-cycle peak; the rest train best with AdamW.
@@ -50,8 +50,9 @@ _FASHION: dict[str, dict] = {
 
 
 def recipe(arch: str, dataset: str = "mnist") -> TrainConfig:
-    """The recipe of one architecture on one dataset."""
-    get_card(arch)
+    """The recipe of one architecture on one dataset (a built network's, "spec-...", need not be registered yet)."""
+    if not arch.startswith(SPEC_PREFIX):
+        get_card(arch)
     settings = _RECIPES.get(arch, _BUILT) | (_FASHION.get(arch, {}) if dataset == "fashion" else {})
     # One-cycle needs its whole schedule to anneal, so early stopping is off; the epoch with the
     # best validation accuracy is still the one kept.

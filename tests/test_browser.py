@@ -305,3 +305,32 @@ def test_a_browser_in_chinese_starts_in_chinese(server, browser):
         expect(page.get_by_role("button", name=ZH["train"]["start"])).to_be_visible(timeout=30_000)
     finally:
         context.close()
+
+
+def test_a_network_built_from_a_spec_file_trains_and_answers_on_the_draw_page(server, page, tmp_path):
+    """Build your own: a three-layer network opened from a file, trained on 500 images for one epoch, and then
+    one of the models that answer a drawing."""
+    import json
+
+    from playwright.sync_api import expect
+
+    path = tmp_path / "three-layers.json"
+    path.write_text(json.dumps({"version": 1, "name": "three layers", "layers": [
+        {"type": "conv", "channels": 8, "kernel": 3, "padding": 1}, {"type": "relu"}, {"type": "maxpool", "kernel": 2},
+        {"type": "flatten"}, {"type": "linear", "units": 10}]}))
+    page.goto(f"{server}/Train")
+    page.get_by_role("combobox", name="Architecture").click(timeout=60_000)
+    page.get_by_role("option", name="Build your own…").click()
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(path))
+    expect(page.get_by_label("Network name")).to_have_value("three layers", timeout=30_000)
+    expect(page.get_by_text("15,770", exact=True)).to_be_visible()  # its parameters, counted live
+    for label in ("Epochs", "Training images"):  # one epoch on 500 images: the sliders' lowest
+        page.get_by_role("slider", name=label).focus()
+        page.keyboard.press("Home")
+    page.get_by_label("Run name").fill("built in chromium")
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text("saved as “built in chromium”").first).to_be_visible(timeout=180_000)
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Draw").click()
+    _draw(page, [[(145, 35), (135, 245)]])
+    # a row of the answers table, whose cells the grid keeps for screen readers
+    expect(page.locator("[role=gridcell]", has_text="built in chromium").first).to_be_attached(timeout=60_000)
