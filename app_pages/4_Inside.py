@@ -197,6 +197,8 @@ def computing(name: str):
 if view == "maps":
     st.caption(TEXT["maps_help"].format(**nouns))
     for slot, column, _, inside in side_by_side():
+        if not inside.maps:  # a network built of a flatten and its read-out has no stage to show
+            column.info(TEXT["no_maps"])
         for index, feature_map in enumerate(inside.maps, start=1):
             column.markdown(f"**{stage_title(index, feature_map)}**")
             if not feature_map.convolutional:
@@ -252,6 +254,9 @@ elif view == "channel":
     st.caption(TEXT["channel_help"])
     for slot, column, name, inside in side_by_side():
         model, key = models[name][1], identity(name)
+        if not inside.maps:
+            column.info(TEXT["no_maps"])
+            continue
         with column:
             left, right = st.columns(2)
             # Keys name the model and stage: another model or stage has other choices. Drawn only while this

@@ -477,6 +477,7 @@ def read_spec(path: str) -> spec.Spec:
         raise spec.SpecError(f"{path}: {error.strerror or error}") from error
     network = spec.parse(document)
     spec.check(network)
+    spec.check_budget(network)
     return network
 
 

@@ -69,7 +69,7 @@ def network_code(network: spec.Spec) -> str:
     """The ``Net`` class (and the residual block, if it has one) as Python source."""
     shapes = [spec.INPUT, *spec.check(network)]
     lines = [_layer_code(layer, shape) for layer, shape in zip(network.layers, shapes, strict=False)]
-    split = next((i for i, layer in enumerate(network.layers) if layer.type in ("flatten", "gap")), len(lines))
+    split = spec.split_at(network)
 
     def sequential(part: list[str]) -> str:
         return "nn.Sequential(\n" + "".join(f"{' ' * 20}{line},\n" for line in part) + " " * 16 + ")"

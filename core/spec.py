@@ -8,7 +8,8 @@ A spec is JSON a student can read and write::
 
 ``check`` follows the shape of one image through the layers and refuses, naming the layer, what cannot work
 ("layer 4, conv: kernel 7 is larger than its 5x5 input"); ``build`` makes the network. Its ``features`` are the
-layers before the first flatten or global average pooling, its ``classifier`` the rest, as in every zoo model,
+layers before the first flatten or global average pooling, its ``classifier`` the rest, as in every zoo model
+(``split_at``),
 so the pages that look inside a zoo model look inside a built one the same way.
 
     >>> net = build(parse(TEMPLATES["lenet5-relu"]))
@@ -282,6 +283,18 @@ def _module(layer: Layer, shape: Shape) -> nn.Module:
     raise AssertionError(layer.type)  # parse admits no other type
 
 
+def split_at(spec: Spec) -> int:
+    """Where ``features`` end and ``classifier`` begins: at the first flatten or global pooling, as the zoo's
+    convolutional networks split; a network that starts flat (an MLP) keeps all but its read-out as features, as
+    the zoo's MLP does."""
+    kinds = [layer.type for layer in spec.layers]
+    split = next((i for i, kind in enumerate(kinds) if kind in ("flatten", "gap")), len(kinds))
+    if split == 0:
+        linear = [i for i, kind in enumerate(kinds) if kind == "linear"]
+        split = linear[-1] if linear else len(kinds)
+    return split
+
+
 class SpecNet(nn.Module):
     """The network of a spec: ``features`` up to the first flatten or global pooling, ``classifier`` from it."""
 
@@ -291,7 +304,7 @@ class SpecNet(nn.Module):
         shapes = [(in_channels, *INPUT[1:]), *check(spec, num_classes=num_classes,
                                                    in_shape=(in_channels, *INPUT[1:]))]
         modules = [_module(layer, shape) for layer, shape in zip(spec.layers, shapes, strict=False)]
-        split = next((i for i, layer in enumerate(spec.layers) if layer.type in ("flatten", "gap")), len(modules))
+        split = split_at(spec)
         self.features = nn.Sequential(*modules[:split])
         self.classifier = nn.Sequential(*modules[split:])
         self.init_weights()
@@ -317,6 +330,16 @@ def over_budget(params: int, macs: int) -> Message | None:
     if macs > MAX_MACS:
         return Message("spec.too_many_macs", macs=macs, most=MAX_MACS, over=macs - MAX_MACS)
     return None
+
+
+def check_budget(network: Spec) -> None:
+    """SpecError, saying by how much, for a network over the classroom budget."""
+    from core.cost import count_macs, count_params
+
+    model = build(network)
+    over = over_budget(count_params(model), count_macs(model))
+    if over:
+        raise SpecError(over)
 
 
 # --- templates: the classics of the zoo that a spec can say -----------------------------------------------

@@ -100,3 +100,23 @@ def test_a_built_network_trains_is_saved_under_its_run_name_and_loads_back_into_
     [load] = [b for b in at.button if b.label == "Load it into the builder"]
     load.click().run()
     assert not at.exception and at.session_state[builder.ROWS] == spec.rows(THREE_LAYERS)
+
+
+def test_the_inside_page_looks_into_a_built_network_even_one_with_no_stage(capsys):
+    from core.__main__ import main
+
+    flat = spec.parse({"version": 1, "name": "flat", "layers": [{"type": "flatten"}, {"type": "linear", "units": 10}]})
+    (Path(checkpoints.runs_dir()) / "flat.json").write_text(flat.dumps())
+    assert main(["train", "--spec", str(Path(checkpoints.runs_dir()) / "flat.json"), "--epochs", "1", "--limit", "500",
+                 "--patience", "0", "--name", "flat network"]) == 0
+    capsys.readouterr()
+    [record] = [r for r in checkpoints.find_models("mnist") if r.name == "flat network"]
+    for view in ("maps", "filters", "saliency", "occlusion", "channel"):
+        at = AppTest.from_file(str(REPO / "lab.py"), default_timeout=300)
+        at.switch_page("app_pages/4_Inside.py")
+        shown = {"inside_model": record.label, "inside_view": view, "inside_index": 0, ui.EVERYONE_KEY: True}
+        for key, value in shown.items():  # everyone's runs: one trained from the command line has no student
+            at.session_state[key] = value
+        at.run()
+        assert not at.exception, view
+    assert any("no stage before its read-out" in i.value for i in at.info)

@@ -184,3 +184,13 @@ def test_an_exported_script_trains_on_its_own_with_our_network(source, tmp_path,
     losses = [float(x) for x in re.findall(r"step \d+: loss ([\d.]+)", run.stdout)]
     assert len(losses) >= 8 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3  # it learns
     assert re.search(r"epoch 1/1: train loss [\d.]+, test accuracy [\d.]+%", run.stdout)
+
+
+def test_the_command_line_refuses_a_spec_over_the_budget_before_it_trains(tmp_path, capsys):
+    from core.__main__ import main
+
+    path = tmp_path / "wide.json"
+    path.write_text(json.dumps(network({"type": "flatten"}, {"type": "linear", "units": 8000},
+                                       {"type": "linear", "units": 10})))
+    assert main(["train", "--spec", str(path)]) == 2
+    assert "over the classroom budget of 5,000,000" in capsys.readouterr().err
