@@ -38,7 +38,7 @@ from core.models import SPEC_PREFIX, ModelCard, get_card, register_model
 from core.models._utils import Dropout, he_init
 
 VERSION = 1
-MAX_LAYERS = 64  # a stack longer than this is a typo or a loop, not a classroom network
+MAX_LAYERS = 100  # MobileNet says itself in 83; a stack much longer is a typo or a loop, not a classroom network
 INPUT = (1, 28, 28)  # channels, height, width of one image
 NUM_CLASSES = 10
 MAX_PARAMS = 5_000_000  # the classroom budget every zoo model keeps (tests/test_models.py)
@@ -383,6 +383,15 @@ def _vgg(cfg: tuple[int | str, ...]) -> list[dict[str, Any]]:
             _linear(10)]
 
 
+def _separable(blocks: list[tuple[int, int]], channels: int = 16) -> list[dict[str, Any]]:
+    """MobileNet's blocks: a 3x3 depthwise convolution (groups = channels), then a 1x1 pointwise one."""
+    layers = []
+    for out, stride in blocks:
+        layers += [*_conv_bn_relu(channels, 3, stride=stride, padding=1, groups=channels), *_conv_bn_relu(out, 1)]
+        channels = out
+    return layers
+
+
 def _residual(channels: int, stride: int = 1) -> dict[str, Any]:
     return {"type": "residual", "channels": channels, "stride": stride}
 
@@ -409,8 +418,12 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     "resnet18": {"version": VERSION, "name": "my-resnet18", "layers": [
         *_conv_bn_relu(12, 3, padding=1), _residual(12), _residual(12), _residual(24, 2), _residual(24),
         _residual(48, 2), _residual(48), _residual(96, 2), _residual(96), {"type": "gap"}, _linear(10)]},
+    "mobilenet": {"version": VERSION, "name": "my-mobilenet", "layers": [
+        *_conv_bn_relu(16, 3, padding=1), *_separable([(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2),
+                                                       *[(256, 1)] * 5, (512, 2), (512, 1)]),
+        {"type": "gap"}, _linear(10)]},
 }
-# GoogLeNet's inception modules and MobileNet's inverted residuals are more than a list of layers says.
+# GoogLeNet's inception modules, four branches side by side, are more than a list of layers says.
 
 
 # --- a built network in the registry ----------------------------------------------------------------------

@@ -81,7 +81,7 @@ def test_a_network_must_end_in_one_score_per_class():
                                                       "version 1: update the lab"),
     ({"layers": [{"type": "flatten"}]}, "spec version None is not one this lab reads"),
     (network(), "the network has no layers"),
-    (network(*[{"type": "relu"}] * 200), "the network has 200 layers; at most 64 are allowed"),
+    (network(*[{"type": "relu"}] * 200), "the network has 200 layers; at most 100 are allowed"),
     (network({"type": "convolution"}), "layer 1, convolution: unknown layer type; the types are conv, maxpool"),
     (network({"type": "conv", "channels": 6, "kernel": 5, "size": 3}), "layer 1, conv: unknown setting size"),
     (network({"type": "conv", "kernel": 5}), "layer 1, conv: the setting channels is missing"),
