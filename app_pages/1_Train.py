@@ -8,7 +8,7 @@ import builder
 import ui
 from core import checkpoints, data, export, spec
 from core.jobs import JobSnapshot, Limits
-from core.models import get_card, list_models
+from core.models import SPEC_PREFIX, get_card, list_models
 from core.recipes import recipe
 from core.training import OPTIMIZERS, SCHEDULES, clock
 
@@ -33,7 +33,7 @@ with card:
                           format_func=lambda name: TEXT["build"] if name == BUILD else get_card(name).title)
 if choice == BUILD:
     network = builder.network_builder(card, below, dataset=dataset, owner=owner)
-    arch = spec.architecture(network) if network else "simple-cnn"  # the form's defaults until it is valid
+    arch = spec.architecture(network) if network else SPEC_PREFIX  # a built network's recipe, valid or not yet
 else:
     network, arch = None, choice
     with card:
