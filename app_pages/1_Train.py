@@ -39,9 +39,9 @@ else:
     with card:
         ui.architecture_card(arch)
         if arch in spec.TEMPLATES:
-            st.download_button(TEXT["export"], export.script(recipe(arch, dataset), file=f"{arch}.py"),
+            st.download_button(TEXT["export"], lambda: export.script(recipe(arch, dataset), file=f"{arch}.py"),
                                file_name=f"{arch}.py", mime="text/x-python", icon=":material/code:",
-                               help=TEXT["export_help"], on_click="ignore")
+                               help=TEXT["export_help"], on_click="ignore")  # written when clicked
 
 default = recipe(arch, dataset)
 
