@@ -19,17 +19,19 @@ import textwrap
 
 from core import data, spec
 from core.i18n import Message
-from core.models import SPEC_PREFIX, get_card
+from core.models import SPEC_PREFIX, get_card, list_models
 from core.training import TrainConfig
+
+ARCHITECTURES = tuple(name for name in list_models() if name in spec.TEMPLATES)  # the zoo's that a spec can say
 
 
 def network_spec(arch: str) -> spec.Spec:
     """The spec of an architecture: a built network's, or a zoo template; SpecError for one a spec cannot say."""
     if arch.startswith(SPEC_PREFIX):
         return spec.stored_spec(arch)
-    if arch not in spec.TEMPLATES:
+    if arch not in ARCHITECTURES:
         raise spec.SpecError(Message("spec.not_exportable", title=get_card(arch).title,
-                                     exportable=", ".join(n for n in spec.TEMPLATES if n != "empty")))
+                                     exportable=", ".join(ARCHITECTURES)))
     return spec.parse(spec.TEMPLATES[arch])
 
 

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import functools
 import os
-import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package (requirements.txt)
+    import tomli as tomllib
 
 if TYPE_CHECKING:
     from core.models import ModelCard
@@ -40,6 +42,13 @@ def catalogue(language: str) -> dict[str, Any]:
     """A language's catalogue as it is in its file (nested tables), without the English fallback."""
     with open(LOCALES / f"{language}.toml", "rb") as file:
         return tomllib.load(file)
+
+
+def glossary() -> dict[str, str]:
+    """The terms a Chinese deep-learning course uses, English -> Chinese (``locales/glossary.toml``): every
+    translation says a term the way this says it, which the tests check."""
+    with open(LOCALES / "glossary.toml", "rb") as file:
+        return tomllib.load(file)["terms"]
 
 
 def _merged(english: Any, other: Any) -> Any:
@@ -73,11 +82,6 @@ def say(key: str, language: str = DEFAULT, /, **fields: Any) -> str:
     said = {name: value.in_language(language) if isinstance(value, Message) else value
             for name, value in fields.items()}
     return table.format(**said) if fields else table
-
-
-def format_fields(text: str) -> set[str]:
-    """The names of a text's ``str.format`` fields, e.g. {"name", "count"}."""
-    return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
 def translated(section: str, english: str, language: str) -> str:

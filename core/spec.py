@@ -44,19 +44,21 @@ NUM_CLASSES = 10
 MAX_PARAMS = 5_000_000  # the classroom budget every zoo model keeps (tests/test_models.py)
 MAX_MACS = 25_000_000
 
-# Every layer type and its settings: the default, or None where the setting must be given.
+REQUIRED = object()  # a setting with no default: the spec must give it
+
+# Every layer type and its settings, with their defaults.
 SETTINGS: dict[str, dict[str, Any]] = {
-    "conv": {"channels": None, "kernel": None, "stride": 1, "padding": 0, "groups": 1, "bias": True},
-    "maxpool": {"kernel": None, "stride": None, "padding": 0, "ceil": False},  # stride None: the kernel's
-    "avgpool": {"kernel": None, "stride": None, "padding": 0, "ceil": False},
+    "conv": {"channels": REQUIRED, "kernel": REQUIRED, "stride": 1, "padding": 0, "groups": 1, "bias": True},
+    "maxpool": {"kernel": REQUIRED, "stride": None, "padding": 0, "ceil": False},  # stride None: the kernel's
+    "avgpool": {"kernel": REQUIRED, "stride": None, "padding": 0, "ceil": False},
     "batchnorm": {},
     "relu": {}, "tanh": {}, "sigmoid": {}, "gelu": {},
     "dropout": {"p": 0.5},
     "lrn": {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0},
     "flatten": {},
     "gap": {},  # global average pooling: C x H x W -> C
-    "linear": {"units": None, "bias": True},
-    "residual": {"channels": None, "stride": 1},  # two 3x3 convs and a shortcut, projected when shapes change
+    "linear": {"units": REQUIRED, "bias": True},
+    "residual": {"channels": REQUIRED, "stride": 1},  # two 3x3 convs and a shortcut, projected when shapes change
 }
 LAYER_TYPES = tuple(SETTINGS)
 # What each whole-number setting may be: at least the first, at most the second.
@@ -102,7 +104,7 @@ class Spec:
 
 
 def _setting(index: int, kind: str, name: str, value: Any, default: Any) -> Any:
-    if isinstance(default, bool) or name in ("bias", "ceil"):
+    if isinstance(default, bool):
         if not isinstance(value, bool):
             raise _refuse(index, kind, "not_bool", name=name, value=repr(value))
         return value
@@ -112,7 +114,7 @@ def _setting(index: int, kind: str, name: str, value: Any, default: Any) -> Any:
         if name == "p" and not 0 <= value < 1:
             raise _refuse(index, kind, "dropout", value=value)
         return float(value)
-    if value is None and name == "stride" and kind in ("maxpool", "avgpool"):
+    if value is None and default is None:  # a pooling's stride: its kernel's
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise _refuse(index, kind, "not_whole", name=name, value=repr(value))
@@ -155,7 +157,7 @@ def parse(document: str | bytes | Mapping[str, Any]) -> Spec:
                           known=", ".join(defaults) or "—")
         settings = {}
         for setting, default in defaults.items():
-            if setting not in entry and default is None and not (setting == "stride" and kind.endswith("pool")):
+            if setting not in entry and default is REQUIRED:
                 raise _refuse(index, kind, "missing", name=setting)
             settings[setting] = _setting(index, kind, setting, entry.get(setting, default), default)
         layers.append(Layer(kind, settings))

@@ -78,18 +78,12 @@ def test_a_network_over_the_budget_is_refused_with_by_how_much():
 
 
 def test_a_built_network_trains_is_saved_under_its_run_name_and_loads_back_into_the_builder():
-    from test_app import caption_has, run_until
+    from test_app import caption_has, run_until, start
 
     at = open_builder(spec.rows(THREE_LAYERS))
     [name] = [t for t in at.text_input if t.label == "Network name"]
     name.input("three layers").run()
-    [epochs] = [s for s in at.slider if s.label == "Epochs"]
-    epochs.set_value(1)
-    [images] = [s for s in at.select_slider if s.label == "Training images"]
-    images.set_value(500)
-    [run_name] = [t for t in at.text_input if t.label == "Run name"]
-    run_name.input("my first network")
-    start_button(at).click().run()
+    at = start(at, arch="build", epochs=1, images=500, name="my first network")
     at = run_until(at, lambda at: caption_has(at, "done · saved"))
     [record] = [r for r in checkpoints.find_models("mnist") if r.name == "my first network"]
     assert spec.stored_spec(record.arch) == THREE_LAYERS

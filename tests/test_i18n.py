@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-import tomllib
 from streamlit.testing.v1 import AppTest
 
 import ui
@@ -22,7 +21,7 @@ from core.models import get_card, list_models
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = [REPO / "lab.py", REPO / "ui.py", REPO / "builder.py", *(REPO / "app_pages").glob("*.py"),
            *(REPO / "core").rglob("*.py")]
-GLOSSARY = tomllib.loads((i18n.LOCALES / "glossary.toml").read_text())["terms"]
+GLOSSARY = i18n.glossary()
 
 
 def flat(table: dict, prefix: str = "") -> dict[str, object]:
