@@ -13,8 +13,9 @@ from core.models import SPEC_PREFIX, get_card
 from core.recipes import recipe
 
 ROWS, VERSION = "builder_rows", "builder_version"  # session state: the table as last set, and its editor's round
-SHOWN = ("type", "channels", "units", "kernel", "stride", "padding", "groups", "p")  # the columns a student edits
-WHOLE = ("channels", "units", "kernel", "stride", "padding", "groups")
+# the columns a student edits
+SHOWN = ("type", "channels", "units", "kernel", "stride", "padding", "groups", "p", *spec.BRANCHES)
+WHOLE = ("channels", "units", "kernel", "stride", "padding", "groups", *spec.BRANCHES)
 
 
 def _set_rows(network: spec.Spec) -> None:

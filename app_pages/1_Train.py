@@ -38,10 +38,9 @@ else:
     network, arch = None, choice
     with card:
         ui.architecture_card(arch)
-        if arch in export.ARCHITECTURES:
-            st.download_button(TEXT["export"], lambda: export.script(recipe(arch, dataset), file=f"{arch}.py"),
-                               file_name=f"{arch}.py", mime="text/x-python", icon=":material/code:",
-                               help=TEXT["export_help"], on_click="ignore")  # written when clicked
+        st.download_button(TEXT["export"], lambda: export.script(recipe(arch, dataset), file=f"{arch}.py"),
+                           file_name=f"{arch}.py", mime="text/x-python", icon=":material/code:",
+                           help=TEXT["export_help"], on_click="ignore")  # written when clicked
 
 default = recipe(arch, dataset)
 

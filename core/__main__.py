@@ -605,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     exporter = command("export", cmd_export, "one standalone PyTorch script that trains an architecture with its "
                                              "recipe (no import of this lab)")
     source = exporter.add_mutually_exclusive_group(required=True)
-    source.add_argument("--arch", choices=export.ARCHITECTURES)
+    source.add_argument("--arch", choices=list_models())
     source.add_argument("--spec", metavar="FILE", help="a network built layer by layer: a spec file (JSON)")
     exporter.add_argument("--dataset", default="mnist", choices=list(data.DATASETS))
     exporter.add_argument("--out", required=True, metavar="FILE.py")

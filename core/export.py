@@ -15,27 +15,21 @@ from __future__ import annotations
 
 import inspect
 import pprint
-import textwrap
 
 from core import data, spec
-from core.i18n import Message
-from core.models import SPEC_PREFIX, get_card, list_models
-from core.training import TrainConfig
-
-ARCHITECTURES = tuple(name for name in list_models() if name in spec.TEMPLATES)  # the zoo's that a spec can say
+from core.models import SPEC_PREFIX, get_card, googlenet
+from core.training import AUX_LOSS_WEIGHT, TrainConfig
 
 
 def network_spec(arch: str) -> spec.Spec:
-    """The spec of an architecture: a built network's, or a zoo template; SpecError for one a spec cannot say."""
+    """The spec of an architecture: a built network's, or the zoo architecture's template."""
     if arch.startswith(SPEC_PREFIX):
         return spec.stored_spec(arch)
-    if arch not in ARCHITECTURES:
-        raise spec.SpecError(Message("spec.not_exportable", title=get_card(arch).title,
-                                     exportable=", ".join(ARCHITECTURES)))
+    get_card(arch)  # says so if it is unknown
     return spec.parse(spec.TEMPLATES[arch])
 
 
-def _layer_code(layer: spec.Layer, shape: spec.Shape) -> str:
+def _layer_code(layer: spec.Layer, shape: spec.Shape, classes: int) -> str:
     s, channels = layer.settings, shape[0]
     match layer.type:
         case "conv":
@@ -64,42 +58,87 @@ def _layer_code(layer: spec.Layer, shape: spec.Shape) -> str:
             return f"nn.Linear({channels}, {s['units']}{'' if s['bias'] else ', bias=False'})"
         case "residual":
             return f"Residual({channels}, {s['channels']}, stride={s['stride']})"
+        case "inception":
+            return f"Inception({channels}, " + ", ".join(str(s[branch]) for branch in spec.BRANCHES) + ")"
+        case "aux":
+            return (f"InceptionAux({channels}, {classes}, conv_channels={s['channels']}, hidden={s['units']}, "
+                    f"dropout={s['p']})")
     raise AssertionError(layer.type)
 
 
-def network_code(network: spec.Spec) -> str:
-    """The ``Net`` class (and the residual block, if it has one) as Python source."""
-    shapes = [spec.INPUT, *spec.check(network)]
-    lines = [_layer_code(layer, shape) for layer, shape in zip(network.layers, shapes, strict=False)]
+def _blocks(network: spec.Spec) -> str:
+    """The source of the lab's blocks that the network uses, as the lab defines them."""
+    kinds = {layer.type for layer in network.layers}
+    blocks = [spec.Residual] if "residual" in kinds else []
+    blocks += [googlenet.BasicConv2d, googlenet.Inception] if "inception" in kinds else []
+    source = "".join(inspect.getsource(block) + "\n\n" for block in blocks)
+    if "aux" in kinds:
+        if "inception" not in kinds:
+            source += inspect.getsource(googlenet.BasicConv2d) + "\n\n"
+        source += ("Dropout = nn.Dropout  # the lab's own draws its masks from a run's generator; else the same\n"
+                   "\n\n" + inspect.getsource(googlenet.InceptionAux) + "\n\n")
+    return source
+
+
+def network_code(network: spec.Spec, *, num_classes: int = spec.NUM_CLASSES) -> str:
+    """The ``Net`` class (and the lab's blocks it uses) as Python source."""
+    shapes = [spec.INPUT, *spec.check(network, num_classes=num_classes)]
     split = spec.split_at(network)
+    features, heads, taps, classifier = [], [], [], []
+    for index, (layer, shape) in enumerate(zip(network.layers, shapes, strict=False)):
+        code = _layer_code(layer, shape, num_classes)
+        if index >= split:
+            classifier.append(code)
+        elif layer.type == "aux":
+            heads.append(code)
+            taps.append(len(features) - 1)  # as SpecNet: the feature whose output the head hears
+        else:
+            features.append(code)
 
-    def sequential(part: list[str]) -> str:
-        return "nn.Sequential(\n" + "".join(f"{' ' * 20}{line},\n" for line in part) + " " * 16 + ")"
+    def listed(opening: str, part: list[str], closing: str = ")") -> str:
+        return opening + "\n" + "".join(f"{' ' * 12}{line},\n" for line in part) + " " * 8 + closing
 
-    block = ""
-    if any(layer.type == "residual" for layer in network.layers):
-        block = inspect.getsource(spec.Residual) + "\n\n"
-    return block + textwrap.dedent(f'''\
-        class Net(nn.Module):
-            """{network.name}: {len(network.layers)} layers, features then classifier."""
+    lines = ["class Net(nn.Module):",
+             f'    """{network.name}: {len(network.layers)} layers, features then classifier."""',
+             "",
+             "    def __init__(self):",
+             "        super().__init__()",
+             f"        self.features = {listed('nn.Sequential(', features)}"]
+    if heads:
+        lines += ["        # auxiliary classifiers, in training only: head i hears features[taps[i]] (-1: the image)",
+                  f"        self.aux = {listed('nn.ModuleList([', heads, '])')}",
+                  f"        self.taps = {tuple(taps)}"]
+    lines += [f"        self.classifier = {listed('nn.Sequential(', classifier)}", _INIT, _FORWARD_WITH_AUX if heads
+              else _FORWARD]
+    return _blocks(network) + "\n".join(lines)
 
-            def __init__(self):
-                super().__init__()
-                self.features = {sequential(lines[:split])}
-                self.classifier = {sequential(lines[split:])}
-                # as the lab starts a built network: He et al.'s weights, a small read-out
-                for m in self.modules():
-                    if isinstance(m, (nn.Conv2d, nn.Linear)):
-                        nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                        if m.bias is not None:
-                            nn.init.zeros_(m.bias)
-                read_out = [m for m in self.modules() if isinstance(m, nn.Linear)]
-                if read_out:
-                    nn.init.normal_(read_out[-1].weight, std=0.01)
 
-            def forward(self, x):
-                return self.classifier(self.features(x))
-        ''')
+_INIT = """\
+        # as the lab starts a built network: He et al.'s weights, a small read-out
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        read_out = [m for m in self.modules() if isinstance(m, nn.Linear)]
+        if read_out:
+            nn.init.normal_(read_out[-1].weight, std=0.01)
+"""
+_FORWARD = """\
+    def forward(self, x):
+        return self.classifier(self.features(x))
+"""
+_FORWARD_WITH_AUX = """\
+    def forward(self, x):
+        if not self.training:
+            return self.classifier(self.features(x))
+        # in training, the heads hear the features on the way; their losses join the scores' (see train_loss)
+        extras = [head(x) for head, tap in zip(self.aux, self.taps) if tap < 0]
+        for index, feature in enumerate(self.features):
+            x = feature(x)
+            extras += [head(x) for head, tap in zip(self.aux, self.taps) if tap == index]
+        return (self.classifier(x), *extras)
+"""
 
 
 _TEMPLATE = '''\
@@ -145,6 +184,9 @@ def loaders(root, batch_size, limit, workers):
         train = Subset(train, range(min(limit, len(train))))
     return (DataLoader(train, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True),
             DataLoader(test, batch_size=1000, num_workers=workers))
+
+
+{train_loss}
 
 
 def make_optimizer(model):
@@ -199,7 +241,7 @@ def main():
         start, total, seen = time.perf_counter(), 0.0, 0
         for images, labels in train:
             images, labels = images.to(device), labels.to(device)
-            loss = F.cross_entropy(model(images), labels, label_smoothing=RECIPE["label_smoothing"])
+            loss = train_loss(model(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -218,6 +260,24 @@ if __name__ == "__main__":
 '''
 
 
+_LOSS = '''\
+def train_loss(scores, labels):
+    return F.cross_entropy(scores, labels, label_smoothing=RECIPE["label_smoothing"])
+'''
+_LOSS_WITH_AUX = f'''\
+AUX_WEIGHT = {AUX_LOSS_WEIGHT}  # as in GoogLeNet's paper
+
+
+def train_loss(outputs, labels):
+    """The scores' cross-entropy, plus the auxiliary heads' at AUX_WEIGHT each."""
+    scores, *extras = outputs
+    loss = F.cross_entropy(scores, labels, label_smoothing=RECIPE["label_smoothing"])
+    for extra in extras:
+        loss = loss + AUX_WEIGHT * F.cross_entropy(extra, labels, label_smoothing=RECIPE["label_smoothing"])
+    return loss
+'''
+
+
 def script(config: TrainConfig, *, file: str = "mynet.py") -> str:
     """The standalone training script of ``config.arch`` with ``config``'s recipe, as Python source."""
     config.validate()
@@ -232,4 +292,5 @@ def script(config: TrainConfig, *, file: str = "mynet.py") -> str:
         title=get_card(config.arch).title, dataset=dataset.title, file=file, summary=summary,
         recipe=pprint.pformat(recipe, width=100, sort_dicts=False),
         mean=f"{dataset.mean:.4f}", std=f"{dataset.std:.4f}", network=network_code(network),
+        train_loss=_LOSS_WITH_AUX if any(layer.type == "aux" for layer in network.layers) else _LOSS,
         mirror=bool(dataset.mirror), torchvision="MNIST" if config.dataset == "mnist" else "FashionMNIST")

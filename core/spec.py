@@ -36,9 +36,10 @@ from torch import Tensor, nn
 from core.i18n import Message
 from core.models import SPEC_PREFIX, ModelCard, get_card, register_model
 from core.models._utils import Dropout, he_init
+from core.models.googlenet import Inception, InceptionAux
 
 VERSION = 1
-MAX_LAYERS = 100  # MobileNet says itself in 83; a stack much longer is a typo or a loop, not a classroom network
+MAX_LAYERS = 100  # MobileNet, the longest classic, takes 83; much longer is a typo or a loop, not a classroom network
 INPUT = (1, 28, 28)  # channels, height, width of one image
 NUM_CLASSES = 10
 MAX_PARAMS = 5_000_000  # the classroom budget every zoo model keeps (tests/test_models.py)
@@ -59,11 +60,17 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "gap": {},  # global average pooling: C x H x W -> C
     "linear": {"units": REQUIRED, "bias": True},
     "residual": {"channels": REQUIRED, "stride": 1},  # two 3x3 convs and a shortcut, projected when shapes change
+    # GoogLeNet's module: 1x1, 1x1 -> 3x3, 1x1 -> 5x5 and pool -> 1x1 branches side by side (torchvision's names)
+    "inception": {"ch1x1": REQUIRED, "ch3x3red": REQUIRED, "ch3x3": REQUIRED, "ch5x5red": REQUIRED,
+                  "ch5x5": REQUIRED, "pool_proj": REQUIRED},
+    # an auxiliary classifier on the maps here, whose loss joins in training only; the maps pass on unchanged
+    "aux": {"channels": 32, "units": 256, "p": 0.7},
 }
+BRANCHES = ("ch1x1", "ch3x3red", "ch3x3", "ch5x5red", "ch5x5", "pool_proj")
 LAYER_TYPES = tuple(SETTINGS)
 # What each whole-number setting may be: at least the first, at most the second.
 _RANGES = {"channels": (1, 2048), "kernel": (1, 28), "stride": (1, 28), "padding": (0, 14), "groups": (1, 2048),
-           "units": (1, 100_000), "size": (1, 99)}
+           "units": (1, 100_000), "size": (1, 99), **dict.fromkeys(BRANCHES, (1, 2048))}
 
 
 class SpecError(ValueError):
@@ -181,7 +188,7 @@ def output_shape(index: int, layer: Layer, shape: Shape) -> Shape:
     """The shape one image has after ``layer``, or SpecError saying why the layer cannot take ``shape``."""
     kind, s = layer.type, layer.settings
     spatial = len(shape) == 3
-    if kind in ("conv", "maxpool", "avgpool", "lrn", "gap", "residual") and not spatial:
+    if kind in ("conv", "maxpool", "avgpool", "lrn", "gap", "residual", "inception", "aux") and not spatial:
         raise _refuse(index, kind, "needs_maps", units=shape[0])
     if kind == "linear" and spatial:
         raise _refuse(index, kind, "needs_flat", shape=" x ".join(map(str, shape)))
@@ -206,13 +213,15 @@ def output_shape(index: int, layer: Layer, shape: Shape) -> Shape:
         if stride > min(height, width):
             raise _refuse(index, kind, "kernel_too_large", kernel=stride, height=height, width=width)
         return s["channels"], *[(n - 1) // stride + 1 for n in (height, width)]
+    if kind == "inception":
+        return s["ch1x1"] + s["ch3x3"] + s["ch5x5"] + s["pool_proj"], *shape[1:]  # the branches concatenated
     if kind == "flatten":
         return (math.prod(shape),)
     if kind == "gap":
         return (shape[0],)
     if kind == "linear":
         return (s["units"],)
-    return shape  # batch norm, activations, dropout, lrn keep the shape
+    return shape  # batch norm, activations, dropout, lrn and an auxiliary head keep the shape
 
 
 def check(spec: Spec, *, num_classes: int = NUM_CLASSES, in_shape: Shape = INPUT) -> list[Shape]:
@@ -250,7 +259,7 @@ class Residual(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-def _module(layer: Layer, shape: Shape) -> nn.Module:
+def _module(layer: Layer, shape: Shape, num_classes: int) -> nn.Module:
     s = layer.settings
     match layer.type:
         case "conv":
@@ -282,6 +291,10 @@ def _module(layer: Layer, shape: Shape) -> nn.Module:
             return nn.Linear(shape[0], s["units"], bias=s["bias"])
         case "residual":
             return Residual(shape[0], s["channels"], s["stride"])
+        case "inception":
+            return Inception(shape[0], *(s[branch] for branch in BRANCHES))
+        case "aux":
+            return InceptionAux(shape[0], num_classes, conv_channels=s["channels"], hidden=s["units"], dropout=s["p"])
     raise AssertionError(layer.type)  # parse admits no other type
 
 
@@ -298,16 +311,26 @@ def split_at(spec: Spec) -> int:
 
 
 class SpecNet(nn.Module):
-    """The network of a spec: ``features`` up to the first flatten or global pooling, ``classifier`` from it."""
+    """The network of a spec: ``features`` up to the first flatten or global pooling, ``classifier`` from it, and
+    the auxiliary heads (``aux``) that listen to the features in training, as GoogLeNet's do."""
 
     def __init__(self, spec: Spec, *, num_classes: int = NUM_CLASSES, in_channels: int = INPUT[0]) -> None:
         super().__init__()
         self.spec = spec
         shapes = [(in_channels, *INPUT[1:]), *check(spec, num_classes=num_classes,
                                                    in_shape=(in_channels, *INPUT[1:]))]
-        modules = [_module(layer, shape) for layer, shape in zip(spec.layers, shapes, strict=False)]
+        modules = [_module(layer, shape, num_classes) for layer, shape in zip(spec.layers, shapes, strict=False)]
         split = split_at(spec)
-        self.features = nn.Sequential(*modules[:split])
+        trunk, heads, taps = [], [], []
+        for layer, module in zip(spec.layers[:split], modules[:split], strict=True):
+            if layer.type == "aux":
+                heads.append(module)
+                taps.append(len(trunk) - 1)  # the feature whose output it hears; -1: the image itself
+            else:
+                trunk.append(module)
+        self.features = nn.Sequential(*trunk)
+        self.aux = nn.ModuleList(heads)  # held between the two, as GoogLeNet holds its heads
+        self.taps = tuple(taps)
         self.classifier = nn.Sequential(*modules[split:])
         self.init_weights()
 
@@ -317,8 +340,16 @@ class SpecNet(nn.Module):
         if read_out:  # a small read-out starts every class near equal probability, as in the zoo
             nn.init.normal_(read_out[-1].weight, std=0.01, generator=generator)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
+        if not (self.training and self.aux):
+            return self.classifier(self.features(x))
+        # In training, walk the features by hand to hear them where the heads listen; the trainer adds their
+        # losses (core.training.AUX_LOSS_WEIGHT) to the scores' loss, the first of the outputs.
+        extras = [head(x) for head, tap in zip(self.aux, self.taps, strict=True) if tap < 0]
+        for index, feature in enumerate(self.features):
+            x = feature(x)
+            extras += [head(x) for head, tap in zip(self.aux, self.taps, strict=True) if tap == index]
+        return self.classifier(x), *extras
 
 
 def build(spec: Spec, *, num_classes: int = NUM_CLASSES, in_channels: int = INPUT[0]) -> SpecNet:
@@ -344,7 +375,7 @@ def check_budget(network: Spec) -> None:
         raise SpecError(over)
 
 
-# --- templates: the classics of the zoo that a spec can say -----------------------------------------------
+# --- templates: every classic of the zoo, as a spec --------------------------------------------------------
 
 def _conv(channels: int, kernel: int, **settings: Any) -> dict[str, Any]:
     return {"type": "conv", "channels": channels, "kernel": kernel, **settings}
@@ -397,6 +428,23 @@ def _separable(blocks: list[tuple[int, int]], channels: int = 16) -> list[dict[s
 def _residual(channels: int, stride: int = 1) -> dict[str, Any]:
     return {"type": "residual", "channels": channels, "stride": stride}
 
+
+def _inception(*widths: int) -> dict[str, Any]:
+    return {"type": "inception", **dict(zip(BRANCHES, widths, strict=True))}
+
+
+def _googlenet() -> list[dict[str, Any]]:
+    """GoogLeNet's nine modules at a quarter of the paper's widths, with its two heads after 4a and 4d."""
+    pool, aux = _OVERLAPPING, {"type": "aux"}
+    return [*_conv_bn_relu(16, 3, padding=1), pool, *_conv_bn_relu(16, 1), *_conv_bn_relu(48, 3, padding=1),
+            _inception(16, 24, 32, 4, 8, 8), _inception(32, 32, 48, 8, 24, 16), pool,  # 3a, 3b at 14x14
+            _inception(48, 24, 52, 4, 12, 16), aux, _inception(40, 28, 56, 6, 16, 16),  # 4a-4e at 7x7
+            _inception(32, 32, 64, 6, 16, 16), _inception(28, 36, 72, 8, 16, 16), aux,
+            _inception(64, 40, 80, 8, 32, 32), pool,
+            _inception(64, 40, 80, 8, 32, 32), _inception(96, 48, 96, 12, 32, 32),  # 5a, 5b at 4x4
+            {"type": "gap"}, {"type": "dropout", "p": 0.4}, _linear(10)]
+
+
 TEMPLATES: dict[str, dict[str, Any]] = {
     "empty": {"version": VERSION, "name": "my-network", "layers": [_FLAT, _linear(10)]},
     "mlp": {"version": VERSION, "name": "my-mlp", "layers": [
@@ -424,8 +472,8 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         *_conv_bn_relu(16, 3, padding=1), *_separable([(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2),
                                                        *[(256, 1)] * 5, (512, 2), (512, 1)]),
         {"type": "gap"}, _linear(10)]},
+    "googlenet": {"version": VERSION, "name": "my-googlenet", "layers": _googlenet()},
 }
-# GoogLeNet's inception modules, four branches side by side, are more than a list of layers says.
 
 
 # --- a built network in the registry ----------------------------------------------------------------------
@@ -537,7 +585,13 @@ def layer_costs(network: Spec) -> list[LayerCost]:
     from core.cost import layer_summary
 
     model = build(network)
-    split = len(model.features)
     costs = {row.name: row for row in layer_summary(model, depth=2)}
-    paths = [f"features.{i}" if i < split else f"classifier.{i - split}" for i in range(len(network.layers))]
-    return [LayerCost(costs[path].output_shape, costs[path].params, costs[path].macs) for path in paths]
+    split, counts = split_at(network), {"features": 0, "aux": 0, "classifier": 0}
+    result, shape = [], INPUT
+    for index, layer in enumerate(network.layers):
+        part = "classifier" if index >= split else "aux" if layer.type == "aux" else "features"
+        row = costs[f"{part}.{counts[part]}"]
+        counts[part] += 1
+        shape = row.output_shape or shape  # an auxiliary head runs in training only; the maps pass it unchanged
+        result.append(LayerCost(shape, row.params, row.macs))
+    return result

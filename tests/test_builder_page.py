@@ -54,6 +54,13 @@ def test_the_builder_starts_from_a_template_with_every_layers_shape_and_cost():
     [costs] = [d.value for d in at.dataframe if "output shape" in d.value.columns]
     assert list(costs["output shape"]) == ["784", "1024", "1024", "1024", "512", "512", "512", "10"]
     assert not start_button(at).disabled
+    template.select("googlenet").run()  # inception modules and auxiliary heads
+    button.click().run()
+    assert not at.exception and not at.error
+    assert metric(at, "Parameters") == f"{count_params(get_model('googlenet')):,}"
+    [costs] = [d.value for d in at.dataframe if "output shape" in d.value.columns]
+    heads = costs[costs["type"] == "aux"]
+    assert list(heads["output shape"]) == ["128 x 7 x 7", "132 x 7 x 7"] and list(heads["MACs"]) == [0, 0]
 
 
 def test_a_bad_stack_is_said_in_place_and_cannot_be_trained():

@@ -10,7 +10,8 @@ import torch
 
 from core import i18n, spec
 from core.cost import count_macs, count_params, layer_summary
-from core.models import get_model
+from core.models import get_model, list_models
+from core.training import outputs_loss
 
 
 def refusal(document) -> str:
@@ -27,14 +28,53 @@ def network(*layers: dict) -> dict:
 def test_a_template_builds_the_zoo_network_with_its_parameters_and_its_answers(name):
     zoo, built = get_model(name), spec.build(spec.parse(spec.TEMPLATES[name]))
     assert count_params(built) == count_params(zoo) and count_macs(built) == count_macs(zoo)
-    # The same weights, in the order both networks hold them, give the same scores.
-    zoo_state, built_state = zoo.state_dict(), built.state_dict()
-    assert [t.shape for t in zoo_state.values()] == [t.shape for t in built_state.values()]
-    built.load_state_dict(dict(zip(built_state, zoo_state.values(), strict=True)))
+    zoo_weights_in(built, zoo)  # the same weights give the same scores
     x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     zoo.eval(), built.eval()
     with torch.no_grad():
         torch.testing.assert_close(built(x), zoo(x))
+
+
+def test_every_zoo_architecture_is_a_template():
+    assert set(list_models()) <= set(spec.TEMPLATES)
+
+
+def zoo_weights_in(model: torch.nn.Module, zoo: torch.nn.Module) -> None:
+    """Load the zoo network's weights into ``model``, in the order both hold them."""
+    state = model.state_dict()
+    assert [t.shape for t in zoo.state_dict().values()] == [t.shape for t in state.values()]
+    model.load_state_dict(dict(zip(state, zoo.state_dict().values(), strict=True)))
+
+
+def test_googlenets_template_trains_as_the_zoos_heads_and_all():
+    """In training the auxiliary heads hear the same features and add the same loss; in evaluation they are silent."""
+    zoo, built = get_model("googlenet"), spec.build(spec.parse(spec.TEMPLATES["googlenet"]))
+    zoo_weights_in(built, zoo)
+    x, labels = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.arange(8)
+    losses = []
+    for model in (zoo, built):
+        model.train()
+        torch.manual_seed(1)  # the same dropout masks, drawn in the same order
+        outputs = model(x)
+        assert isinstance(outputs, tuple) and len(outputs) == 3
+        losses.append(outputs_loss(outputs, labels)[0])
+    torch.testing.assert_close(losses[1], losses[0])
+    built.eval()
+    assert built(x).shape == (8, 10)
+
+
+def test_an_auxiliary_head_passes_the_maps_on_and_costs_parameters_but_no_inference():
+    stack = spec.parse(network(
+        {"type": "conv", "channels": 8, "kernel": 3, "padding": 1}, {"type": "aux", "channels": 4, "units": 16},
+        {"type": "relu"}, {"type": "gap"}, {"type": "linear", "units": 10}))
+    conv, head, *_ = spec.layer_costs(stack)
+    assert head.output_shape == conv.output_shape == (8, 28, 28)
+    assert head.params == (8 * 4 + 4 * 2) + (16 * 16 + 16) + (16 * 10 + 10) and head.macs == 0
+    net = spec.build(stack)
+    assert len(net.features) == 2 and len(net.aux) == 1 and net.taps == (0,)
+    assert net.train()(torch.zeros(2, 1, 28, 28))[1].shape == (2, 10)
+    assert "needs feature maps" in refusal(network({"type": "flatten"}, {"type": "aux"},
+                                                      {"type": "linear", "units": 10}))
 
 
 def test_a_spec_reads_back_as_it_was_written():
@@ -184,6 +224,35 @@ def test_an_exported_script_trains_on_its_own_with_our_network(source, tmp_path,
     losses = [float(x) for x in re.findall(r"step \d+: loss ([\d.]+)", run.stdout)]
     assert len(losses) >= 8 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3  # it learns
     assert re.search(r"epoch 1/1: train loss [\d.]+, test accuracy [\d.]+%", run.stdout)
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_every_architectures_script_defines_the_zoos_network(arch, tmp_path):
+    """Imported from the exported file, ``Net`` holds the zoo's weights and answers as the zoo does: in
+    evaluation, and in training with its loss (GoogLeNet's auxiliary heads included)."""
+    import importlib.util
+
+    from core import export
+    from core.recipes import recipe
+
+    path = tmp_path / f"{arch}.py"
+    path.write_text(export.script(recipe(arch), file=path.name))
+    loader = importlib.util.spec_from_file_location(f"exported_{arch.replace('-', '_')}", path)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    zoo, exported = get_model(arch), module.Net()
+    zoo_weights_in(exported, zoo)
+    x, labels = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.arange(4)
+    zoo.eval(), exported.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), zoo(x))
+    zoo.train(), exported.train()
+    losses = []
+    for model, loss in ((zoo, lambda out: outputs_loss(out, labels, recipe(arch).label_smoothing)[0]),
+                        (exported, lambda out: module.train_loss(out, labels))):
+        torch.manual_seed(1)
+        losses.append(loss(model(x)))
+    torch.testing.assert_close(losses[1], losses[0])
 
 
 def test_the_command_line_refuses_a_spec_over_the_budget_before_it_trains(tmp_path, capsys):
