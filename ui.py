@@ -23,7 +23,8 @@ from streamlit.delta_generator import DeltaGenerator
 
 from core import checkpoints, data, gan, i18n
 from core.cost import architecture_size
-from core.jobs import JobConfig, JobManager, JobSnapshot, worker_threads
+from core.jobs import JobConfig, JobManager, JobSnapshot
+from core.launch import worker_threads
 from core.models import get_card
 from core.predict import PAGE_THREADS, Ensemble
 from core.training import clock, describe_device

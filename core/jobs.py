@@ -14,31 +14,24 @@ resumed from their last finished epoch. Pages read immutable snapshots.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import hmac
 import itertools
 import math
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Literal
 
-import torch
-
-from core import checkpoints, data, gan, worker
+from core import checkpoints, data, gan, launch, worker
 from core.cost import architecture_size
 from core.i18n import Message
 from core.jobstore import FILE, JobStore
 from core.models import get_card
-from core.training import Progress, TrainConfig, clock, resolve_device
+from core.training import Progress, TrainConfig, clock
 from core.zoo import TimingJob
 
 Status = Literal["queued", "running", "stopping", "done", "stopped", "failed", "interrupted"]
@@ -46,10 +39,7 @@ FINISHED = ("done", "stopped", "failed", "interrupted")
 JobConfig = TrainConfig | gan.GanConfig | TimingJob
 KINDS: dict[str, type] = {"classifier": TrainConfig, "gan": gan.GanConfig, "timing": TimingJob}
 
-SLOTS_ENV = "MNIST_LAB_SLOTS"  # runs at once per device
 TEACHER_ENV = "MNIST_LAB_TEACHER_KEY"  # the key that unlocks teacher mode; unset: no teacher mode
-THREADS_ENV = "MNIST_LAB_THREADS"  # torch threads of a run on the CPU; unset: the cores but one, between slots
-GPU_SLOTS = 3  # small classroom runs leave a GPU mostly idle; three share one well
 
 
 class LimitError(ValueError):
@@ -106,7 +96,7 @@ class JobSnapshot:
     last_step: dict | None  # the latest step event's fields (epoch, epochs, step, steps_per_epoch, ...)
     error: str | None
     result: dict | None  # when finished: summary, and the confusion matrix or the scores, saved file
-    pid: int | None  # its worker process, while it runs
+    pid: int | None  # its worker process, while it runs on this machine
 
     @property
     def active(self) -> bool:
@@ -158,8 +148,7 @@ class _Job:
     resume: bool = False  # continue from the progress file of an interrupted run
     slot: str | None = None  # the device it holds a slot of while it runs
     stop_asked: bool = False
-    process: subprocess.Popen | None = None  # while it runs: its worker, and the pipe that tells it to stop
-    control: Connection | None = None
+    run: launch.Run | None = None  # its worker, while it runs
 
     @property
     def kind(self) -> str:
@@ -199,54 +188,13 @@ def fair_order(queued: Sequence[_Job], running: Iterable[_Job], history: Iterabl
     return order
 
 
-def device_slots(device: str | None = None) -> dict[str, int]:
-    """Run slots per device: ``MNIST_LAB_SLOTS`` each, else one on a CPU (a run takes the cores but one) and
-    GPU_SLOTS on each GPU. ``device`` pins one device, as the trainers' own argument does."""
-    setting = os.environ.get(SLOTS_ENV, "").strip()
-    if setting and not (setting.isdigit() and 1 <= int(setting) <= 64):
-        raise ValueError(f"{SLOTS_ENV}={setting!r}: runs at once per device must be a whole number from 1 to 64")
-    if device is None and torch.cuda.is_available():
-        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    else:
-        devices = [str(resolve_device(device))]
-    return {d: int(setting) if setting else (GPU_SLOTS if d.startswith("cuda") else 1) for d in devices}
-
-
-def worker_threads(device: str, slots: dict[str, int]) -> int | None:
-    """The torch threads a run's worker gets on ``device``: on the CPU ``MNIST_LAB_THREADS``, else its
-    share of the cores but one, which is the pages'; None leaves torch's own count (a GPU's runs).
-
-    A run's threads wait for each other at every operation, so one of them held off its core by the
-    pages or a browser holds up the others: on 2 cores with 6 tabs watching, a LeNet-5 run with 2
-    threads trained at 2-146 % of its solo speed (0.49 median), with 1 thread at 91-114 %, and faster
-    than with 2 in absolute terms (3,900-4,600 images/s against 2,600-3,400).
-    """
-    if device != "cpu":
-        return None
-    setting = os.environ.get(THREADS_ENV, "").strip()
-    if setting:
-        if not (setting.isdigit() and int(setting) >= 1):
-            raise ValueError(f"{THREADS_ENV}={setting!r}: a run's threads must be a whole number, at least 1")
-        return int(setting)
-    return max(1, ((os.cpu_count() or 1) - 1) // slots.get(device, 1))
-
-
-def _killed(exitcode: int | None) -> str:
-    """Why a worker ended without a word, for its failed job."""
-    if exitcode is not None and exitcode < 0:
-        name = signal.Signals(-exitcode).name
-        why = " (most likely the machine ran out of memory)" if exitcode == -signal.SIGKILL else ""
-        return (f"The training process was killed by {name}{why}; the run is lost. Try a smaller batch size "
-                "or width, or fewer runs at once.")
-    return f"The training process ended unexpectedly (exit code {exitcode}); the run is lost."
-
-
 class JobManager:
     """The class's training queue: worker processes in run slots, a fair queue, limits, a teacher.
 
     ``folder`` receives the saved runs and the jobs' database (default: ``checkpoints.runs_dir()``),
-    never ``weights/``. ``slots`` (device -> runs at once) defaults to ``device_slots(device)``;
-    ``teacher_key`` to ``$MNIST_LAB_TEACHER_KEY``.
+    never ``weights/``. ``launcher`` places the workers (default: ``launch.from_environment()``, this
+    machine's processes unless ``MNIST_LAB_RAY`` names a Ray cluster); ``slots`` (place -> runs at once)
+    defaults to the launcher's for ``device``; ``teacher_key`` to ``$MNIST_LAB_TEACHER_KEY``.
     """
 
     def __init__(
@@ -258,10 +206,12 @@ class JobManager:
         log_every: int = 10,
         slots: dict[str, int] | None = None,
         teacher_key: str | None = None,
+        launcher: launch.Launcher | None = None,
     ) -> None:
         self.data_root, self.log_every = data_root, log_every
         self.folder = folder or checkpoints.runs_dir()
-        self.slots = slots or device_slots(device)
+        self.launcher = launcher or launch.from_environment()
+        self.slots = slots or self.launcher.slots(device)
         self.teacher_key = os.environ.get(TEACHER_ENV, "") if teacher_key is None else teacher_key
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -301,8 +251,8 @@ class JobManager:
             if job is None or job.status in FINISHED or not (job.owner == owner or self.is_teacher(teacher_key)):
                 return False
             job.stop_asked = True
-            if job.control is not None:
-                self._ask_to_stop(job)
+            if job.run is not None:
+                job.run.stop()
             if job.status == "queued":
                 job.status, job.phase, job.finished = "stopped", Message("phases.withdrawn"), time.time()
             else:
@@ -405,15 +355,12 @@ class JobManager:
         """End every worker; their runs are interrupted, to be resumed by the next server. Idempotent."""
         with self._lock:
             self._closing = True
-            processes = [j.process for j in self._jobs.values() if j.process is not None]
+            runs = [j.run for j in self._jobs.values() if j.run is not None]
             self._wake.notify_all()
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for run in runs:
+            run.terminate()
+        for run in runs:
+            run.wait(10)
 
     # --- inside ----------------------------------------------------------------------------
 
@@ -474,7 +421,7 @@ class JobManager:
             device=job.device, phase=job.phase, steps=tuple(job.steps) if history else (),
             epochs=tuple(job.epochs) if history else (), progress=job.progress,
             samples_per_s=job.samples_per_s, eta_s=job.eta_s, last_step=job.last_step, error=job.error,
-            result=job.result, pid=job.process.pid if job.process else None,
+            result=job.result, pid=job.run.pid if job.run else None,
         )
 
     @staticmethod
@@ -522,55 +469,32 @@ class JobManager:
             self._launch(job, device)
 
     def _launch(self, job: _Job, device: str) -> None:
-        """Start a worker process for a job (``python -m core.worker``: a fresh interpreter, for a fork would
-        copy the server's threads, locks and CUDA state), and a thread that follows what it says."""
+        """Start a job's worker where the launcher puts it, and a thread that follows what it says."""
         request = worker.Request(
             job_id=job.id, name=job.name, owner=job.owner, config=job.config, folder=self.folder,
             progress_file=self._progress_file(job), resume=job.resume, device=device, data_root=self.data_root,
-            threads=worker_threads(device, self.slots))
-        messages_read, messages_write = os.pipe()
-        control_read, control_write = os.pipe()
+            threads=launch.worker_threads(device, self.slots))
         try:
-            self._progress_file(job).parent.mkdir(parents=True, exist_ok=True)
-            process = subprocess.Popen([sys.executable, "-m", "core.worker", str(messages_write), str(control_read)],
-                                       cwd=checkpoints.REPO, pass_fds=(messages_write, control_read))
+            run = self.launcher.start(request)
         except OSError as error:  # a run that cannot start fails, and the queue goes on
-            for fd in (messages_read, control_write):
-                os.close(fd)
-            self._finish(job, ("failed", f"could not start a training process: {error}"), None)
+            self._finish(job, ("failed", f"could not start a training process: {error}"), "")
             return
-        finally:
-            os.close(messages_write)  # the worker holds the only writing end: when it ends, ours reads EOF
-            os.close(control_read)
-        control = Connection(control_write, readable=False)
-        control.send(request)
         with self._lock:
-            job.process, job.control = process, control
+            job.run = run
             if job.stop_asked:
-                self._ask_to_stop(job)
-        threading.Thread(target=self._follow, args=(job, Connection(messages_read, writable=False), process),
-                         name=f"follow-job-{job.id}", daemon=True).start()
+                run.stop()
+        threading.Thread(target=self._follow, args=(job, run), name=f"follow-job-{job.id}", daemon=True).start()
 
-    @staticmethod
-    def _ask_to_stop(job: _Job) -> None:
-        with contextlib.suppress(OSError):  # a worker that has just ended needs no stop
-            job.control.send("stop")
-
-    def _follow(self, job: _Job, messages: Connection, process: subprocess.Popen) -> None:
+    def _follow(self, job: _Job, run: launch.Run) -> None:
         outcome = None
         try:
-            while True:
-                try:
-                    kind, payload = messages.recv()
-                except (EOFError, OSError):
-                    break
+            for kind, payload in run.messages():
                 if kind in ("finished", "failed"):
                     outcome = (kind, payload)
                 else:
                     self._heard(job, kind, payload)
         finally:
-            messages.close()
-            self._finish(job, outcome, process.wait())
+            self._finish(job, outcome, run.wait())
 
     def _heard(self, job: _Job, kind: str, payload) -> None:
         """One message of a running worker into its job record."""
@@ -597,22 +521,21 @@ class JobManager:
                 job.phase = payload
                 self._store(job, "phase")
 
-    def _finish(self, job: _Job, outcome: tuple[str, object] | None, exitcode: int | None) -> None:
+    def _finish(self, job: _Job, outcome: tuple[str, object] | None, silent_end: str) -> None:
+        """A job's end: its outcome, or ``silent_end`` (why its worker ended without one)."""
         with self._lock:
             if outcome is None and self._closing:
                 job.status = "interrupted"
                 job.phase = Message("phases.server_stopping", epoch=len(job.epochs))
             elif outcome is None or outcome[0] == "failed":
                 job.status, job.phase = "failed", Message("phases.failed")
-                job.error = _killed(exitcode) if outcome is None else outcome[1]
+                job.error = silent_end if outcome is None else outcome[1]
             else:
                 result = outcome[1]
                 job.name, job.result = result["name"], result
                 job.status = "stopped" if result["status"] == "stopped" else "done"
                 job.phase = ((result.get("divergence") or Message("phases.saved")) if job.status == "done"
                              else Message(f"phases.stopped.{job.kind}"))
-            if job.control is not None:
-                job.control.close()
-            job.finished, job.process, job.control = time.time(), None, None
+            job.finished, job.run = time.time(), None
             self._store(job, "name", "status", "phase", "error", "result", "finished")
             self._wake.notify_all()

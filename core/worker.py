@@ -77,26 +77,35 @@ class _Forward(Callback):
 NICENESS = 10  # added to a worker's niceness: the pages and browsers go first
 
 
-class _ServerGone(Exception):
+class ServerGone(Exception):
     """The server that started this run has ended; the run ends too, unsaved."""
 
 
-class _Control:
-    """The server's side: a stop it asks for, and whether it is still there (the pipe's end says not)."""
+class Control:
+    """What a run hears from the server: a stop it asks for, and whether it is still there."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self) -> None:
         self.trainer: Trainer | gan.GanTrainer | None = None
         self.stop_asked = self.server_gone = False
-        threading.Thread(target=self._listen, args=(connection,), daemon=True).start()
 
-    def _listen(self, connection: Connection) -> None:
-        try:
-            connection.recv()  # "stop"
-        except (EOFError, OSError):
-            self.server_gone = True
+    def ask_to_stop(self, *, server_gone: bool = False) -> None:
+        """End the run before its next batch: saved, or, when its server has gone, not."""
+        self.server_gone = self.server_gone or server_gone
         self.stop_asked = True
         if self.trainer is not None:
             self.trainer.should_stop = True
+
+    def listen(self, connection: Connection) -> None:
+        """Hear a "stop" down ``connection``, or the server's end in the pipe's, on a thread of its own."""
+        def listening() -> None:
+            try:
+                connection.recv()  # "stop"
+            except (EOFError, OSError):
+                self.ask_to_stop(server_gone=True)
+            else:
+                self.ask_to_stop()
+
+        threading.Thread(target=listening, daemon=True).start()
 
     def attach(self, trainer: Trainer | gan.GanTrainer) -> None:
         """A stop asked for while the data loaded stops the run before its first batch."""
@@ -107,8 +116,26 @@ class _Control:
         self.attach(trainer)
         result = trainer.fit()
         if self.server_gone:
-            raise _ServerGone  # stopped because nobody waits for it: nothing to save
+            raise ServerGone  # stopped because nobody waits for it: nothing to save
         return result
+
+
+Outcome = tuple[str, object]  # ("finished", result) or ("failed", message)
+
+
+def run(request: Request, send, control: Control) -> Outcome | None:
+    """Train, save and report as ``request`` says, sending ``(kind, payload)`` messages through ``send``
+    (which raises ServerGone when nobody listens). The outcome to send last, or None when the server went
+    away: the next server shows the run as interrupted, and resumes it from its last epoch. The same for
+    a worker process of this machine and for a Ray actor (``core.raylaunch``)."""
+    if request.threads:
+        torch.set_num_threads(request.threads)
+    try:
+        return "finished", _JOBS[type(request.config)](request, send, control)
+    except ServerGone:
+        return None
+    except Exception as error:  # noqa: BLE001 - every failure becomes a failed job, said in words
+        return "failed", failure_message(error)
 
 
 def main(messages_fd: int, control_fd: int) -> None:
@@ -122,30 +149,25 @@ def main(messages_fd: int, control_fd: int) -> None:
         # Below the server and the students' browsers: on a small machine a page that answers at once is
         # worth more than a run that ends a little sooner, and an idle machine gives the run everything.
         os.nice(NICENESS)
-    if request.threads:
-        torch.set_num_threads(request.threads)
-    control = _Control(connection)
+    control = Control()
+    control.listen(connection)
 
     def send(kind: str, payload) -> None:
         if control.server_gone:
-            raise _ServerGone
+            raise ServerGone
         try:
             messages.send((kind, payload))
         except OSError as error:  # BrokenPipeError above all: nobody is listening
-            raise _ServerGone from error
+            raise ServerGone from error
 
-    try:
-        outcome = ("finished", _JOBS[type(request.config)](request, send, control))
-    except _ServerGone:
-        return  # the next server shows the run as interrupted, and resumes it from its last epoch
-    except Exception as error:  # noqa: BLE001 - every failure becomes a failed job, said in words
-        outcome = ("failed", failure_message(error))
-    with contextlib.suppress(_ServerGone):
-        send(*outcome)
+    outcome = run(request, send, control)
+    if outcome is not None:
+        with contextlib.suppress(ServerGone):
+            send(*outcome)
     messages.close()
 
 
-def _train_classifier(request: Request, send, control: _Control) -> dict:
+def _train_classifier(request: Request, send, control: Control) -> dict:
     config = request.config
     trainer = Trainer(config, device=request.device, data_root=request.data_root,
                       callbacks=[_Forward(send, request.progress_file)])
@@ -164,7 +186,7 @@ def _train_classifier(request: Request, send, control: _Control) -> dict:
     return {**summary, "name": record.name, "confusion": confusion.tolist(), "file": str(record.path)}
 
 
-def _train_gan(request: Request, send, control: _Control) -> dict:
+def _train_gan(request: Request, send, control: Control) -> dict:
     config = request.config
     trainer = gan.GanTrainer(config, device=request.device, data_root=request.data_root,
                              callbacks=[_Forward(send, request.progress_file)])
@@ -181,7 +203,7 @@ def _train_gan(request: Request, send, control: _Control) -> dict:
             "scores": record.metrics, "file": str(record.path)}
 
 
-def _time_zoo(request: Request, send, control: _Control) -> dict:
+def _time_zoo(request: Request, send, control: Control) -> dict:
     def progress(done: int, total: int, what: str) -> None:
         if control.stop_asked:
             raise _Stopped

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from core import checkpoints, cost, data, jobs
+from core import checkpoints, cost, data, launch
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -15,7 +15,7 @@ def runs_outside_the_checkout(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(checkpoints.RUNS_ENV, str(tmp_path_factory.mktemp("runs")))
         # The tests' runs train on every core: no page waits for a core here, and the suite takes minutes less.
-        patch.setenv(jobs.THREADS_ENV, str(os.cpu_count() or 1))
+        patch.setenv(launch.THREADS_ENV, str(os.cpu_count() or 1))
         yield
 
 

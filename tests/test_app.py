@@ -12,7 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import ui
-from core.jobs import JobSnapshot, device_slots, worker_threads
+from core.jobs import JobSnapshot
+from core.launch import device_slots, worker_threads
 from core.predict import PAGE_THREADS
 from core.recipes import recipe
 from core.training import TrainConfig, describe_device

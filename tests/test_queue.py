@@ -17,17 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from core import checkpoints, gan, worker, zoo
-from core.jobs import (
-    GPU_SLOTS,
-    SLOTS_ENV,
-    THREADS_ENV,
-    JobManager,
-    LimitError,
-    Limits,
-    device_slots,
-    fair_order,
-    worker_threads,
-)
+from core.jobs import JobManager, LimitError, Limits, fair_order
+from core.launch import GPU_SLOTS, SLOTS_ENV, THREADS_ENV, device_slots, worker_threads
 from core.training import TrainConfig
 
 TINY = TrainConfig(arch="lenet5", epochs=2, limit=300, batch_size=50)
