@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TextIO
 
-from core import bench, checkpoints, cost, data, export, gan, i18n, preprocess, spec, zoo
+from core import bench, checkpoints, cost, data, distributed, export, gan, i18n, preprocess, spec, zoo
 from core.models import get_card, list_models
 from core.predict import Ensemble
 from core.recipes import recipe, ship, train_all
@@ -143,7 +143,31 @@ _OVERRIDES = ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_dec
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if not distributed.launched():
+        if args.sync_bn:
+            raise ValueError("--sync-bn synchronises batch norm across the ranks of a torchrun run: "
+                             "start it with torchrun --nproc_per_node=N -m core train ...")
+        return train_one_or_all(args, None)
+    if args.all:
+        raise ValueError("train --all trains on one device; under torchrun, train one --arch or --spec")
+    world = distributed.join(args.device)
+    try:
+        return train_one_or_all(args, world)
+    except (RuntimeError, distributed.DistributedError) as error:
+        if isinstance(error, TrainingError):
+            raise
+        # A rank that died leaves the others' next collective to fail after the timeout, or at once.
+        raise distributed.DistributedError(
+            f"rank {world.rank} of {world.size}: the run across ranks broke off ({str(error).splitlines()[0]}); "
+            "another rank most likely died: see its error above. The run is lost.") from error
+    finally:
+        distributed.leave()
+
+
+def train_one_or_all(args: argparse.Namespace, world: distributed.World | None) -> int:
+    """``train``: ``world`` is this process's rank of a torchrun run, or None on one device."""
     overrides = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None}
+    leads = world is None or world.leader
     out = sys.stderr if args.json else sys.stdout
     if args.all:
         return train_every_architecture(args, overrides, out)
@@ -158,13 +182,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = arch if args.ship else checkpoints.check_name(args.name or default_name)
     checkpoints.check_writable(folder)
     say = i18n.texts("cli", args.lang)
-    print(say["training"].format(arch=config.arch, dataset=data.get_spec(config.dataset).title,
-                                 optimizer=config.optimizer, lr=config.lr, schedule=config.schedule,
-                                 batch=config.batch_size, epochs=config.epochs), file=out, flush=True)
+    if leads:
+        print(say["training"].format(arch=config.arch, dataset=data.get_spec(config.dataset).title,
+                                     optimizer=config.optimizer, lr=config.lr, schedule=config.schedule,
+                                     batch=config.batch_size, epochs=config.epochs), file=out, flush=True)
     trainer = Trainer(config, device=args.device, data_root=args.data,
-                      callbacks=[ConsoleProgress(out, language=args.lang)])
+                      callbacks=[ConsoleProgress(out, language=args.lang)], world=world, sync_bn=args.sync_bn)
     result = trainer.fit()
-    summary = result.summary()
+    if not leads:
+        return 0  # rank 0 alone evaluates and saves
+    summary = result.summary() | ({"ranks": world.size} if world else {})
     if args.ship:
         record = ship(result, data_root=args.data)
     else:
@@ -600,6 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--width", type=float, help="channel width multiplier")
     train.add_argument("--name", help="run name, any script (default: the arch; a taken name gets -2, -3, ...)")
     train.add_argument("--ship", action="store_true", help="save into weights/ as the shipped model")
+    train.add_argument("--sync-bn", action="store_true",
+                       help="under torchrun, batch norm with the statistics of the whole batch over every rank")
     data_options(train)
 
     exporter = command("export", cmd_export, "one standalone PyTorch script that trains an architecture with its "
@@ -706,7 +735,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {problem}", file=sys.stderr)
     try:
         return args.run(args)
-    except (ValueError, TrainingError, data.DatasetNotFound, checkpoints.CheckpointError) as error:
+    except (ValueError, TrainingError, data.DatasetNotFound, checkpoints.CheckpointError,
+            distributed.DistributedError) as error:
         print(f"error: {i18n.in_language(error, getattr(args, 'lang', i18n.DEFAULT))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -28,7 +28,7 @@ SLOTS_ENV = "MNIST_LAB_SLOTS"  # runs at once per device
 THREADS_ENV = "MNIST_LAB_THREADS"  # torch threads of a run on the CPU; unset: the cores but one, between slots
 GPU_SLOTS = 3  # small classroom runs leave a GPU mostly idle; three share one well
 
-Message = tuple[str, object]  # (kind, payload), as the worker sends them
+Said = tuple[str, object]  # (kind, payload): what a worker sends
 
 
 class Run(Protocol):
@@ -36,7 +36,7 @@ class Run(Protocol):
 
     pid: int | None  # its process, where it is one of this machine's
 
-    def messages(self) -> Iterator[Message]:
+    def messages(self) -> Iterator[Said]:
         """What the worker says, in order, until its outcome or its end."""
 
     def stop(self) -> None:
@@ -106,7 +106,7 @@ class LocalRun:
         self.process, self._messages, self._control = process, messages, control
         self.pid = process.pid
 
-    def messages(self) -> Iterator[Message]:
+    def messages(self) -> Iterator[Said]:
         try:
             while True:
                 try:

@@ -29,6 +29,7 @@ from core.i18n import Message
 from core.models import MAX_WIDTH, MIN_WIDTH, get_card, get_model, use_dropout_generator
 
 if TYPE_CHECKING:
+    from core.distributed import World
     from core.gan.training import GanEpoch, GanStep, GanTrainer
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -197,7 +198,7 @@ class TrainResult:
     config: TrainConfig
     status: Status
     history: list[EpochEvent]
-    test: Evaluation
+    test: Evaluation | None  # None on ranks other than 0 of a run across ranks, which evaluate nothing
     best_epoch: int
     seconds: float  # wall clock, data loading and evaluation included
     train_samples_per_s: float  # optimisation steps only
@@ -469,7 +470,8 @@ class Trainer:
     """One training run: data on the device, model, optimizer and schedule, and the loop.
 
     ``callbacks`` hear of its progress; setting ``should_stop`` (from a callback or another thread)
-    ends it before the next batch, keeping the best weights so far (status "stopped").
+    ends it before the next batch, keeping the best weights so far (status "stopped"). ``world`` makes it
+    one rank of a run across processes (``core.distributed``): there only rank 0 hears, evaluates and saves.
     """
 
     def __init__(
@@ -480,14 +482,18 @@ class Trainer:
         data_root: str | os.PathLike | None = None,
         callbacks: Sequence[Callback] = (),
         train_data: data.Split | None = None,
+        world: World | None = None,
+        sync_bn: bool = False,
     ) -> None:
         """``train_data`` replaces the dataset's training split (e.g. generated digits); the test
         split is still the dataset's own."""
         config.validate()
         self.config = config
-        self.device = resolve_device(device)
+        self.world = world
+        self.leads = world is None or world.leader
+        self.device = world.device if world else resolve_device(device)
         self.data_root = data_root
-        self.callbacks = list(callbacks)
+        self.callbacks = list(callbacks) if self.leads else []
         self.should_stop = False  # set before fit, the run stops before its first batch
         spec = data.get_spec(config.dataset)
         if train_data is None:
@@ -510,7 +516,12 @@ class Trainer:
         # Dropout masks are drawn where the activations are, from the run's own generator (saved with it).
         self.dropout_generator = torch.Generator(self.device).manual_seed(config.seed)
         use_dropout_generator(self.model, self.dropout_generator)
+        # What trains: the model, or DDP around it (whose gradients are averaged over the ranks).
+        self.network = world.wrap(self.model, sync_bn=sync_bn) if world else self.model
         self.optimizer = _make_optimizer(self.model, config, self.device)
+        tail = len(self.train_split) % config.batch_size
+        if world and 0 < tail < world.size:  # a last batch too small to give every rank a share: left out
+            self.train_split = self.train_split.subset(slice(0, len(self.train_split) - tail))
         self.steps_per_epoch = math.ceil(len(self.train_split) / config.batch_size)
         self.schedule = _make_schedule(self.optimizer, config, config.epochs * self.steps_per_epoch)
         self.log_every = report_every(config.log_every, config.epochs * self.steps_per_epoch)
@@ -548,7 +559,7 @@ class Trainer:
                         status = "stopped"
                         break
                     patience = self.config.patience
-                    if patience and len(self.history) - self.best_epoch >= patience:
+                    if self._agreed(bool(patience) and len(self.history) - self.best_epoch >= patience):
                         status = "early-stopped"
                         break
             except Diverged as error:
@@ -560,7 +571,7 @@ class Trainer:
                 self.model.load_state_dict(self.best_state)
             for callback in self.callbacks:
                 callback.on_evaluate(self)
-            test = evaluate(self.model, self.test_split(), self.config.dataset)
+            test = evaluate(self.model, self.test_split(), self.config.dataset) if self.leads else None
         except Exception as error:
             if is_out_of_memory(error):
                 raise self.out_of_memory(error) from error
@@ -647,10 +658,9 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> bool:
         """One pass over the training split; False if stopped part-way (the epoch is discarded)."""
-        config, model, device = self.config, self.model, self.device
+        config, model, device, world = self.config, self.model, self.device, self.world
         model.train()
-        epoch_loss = torch.zeros((), device=device)
-        epoch_correct = torch.zeros((), device=device, dtype=torch.long)
+        epoch_loss, epoch_correct = 0.0, 0
         interval_loss = torch.zeros((), device=device)
         interval_correct = torch.zeros((), device=device, dtype=torch.long)
         interval_seen = 0
@@ -666,13 +676,17 @@ class Trainer:
                                  **({} if config.warp else _SHIFTS_ONLY))
                 if config.erase:  # drawn only when asked for: runs without erasing keep their random stream
                     x = data.erase(x, config.erase, generator=self.generator)
+            if world:
+                batch = len(labels)
+                x, labels = world.share(x, labels)
             if use_channels_last(device):
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device):
-                outputs = model(x)
+                outputs = self.network(x)
             loss, logits = outputs_loss(outputs, labels, config.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # DDP averages the ranks' gradients: weighted so, that average is the global batch's mean.
+            (loss * (len(labels) * world.size / batch) if world else loss).backward()
             self.optimizer.step()
             self.schedule.step()
 
@@ -681,7 +695,10 @@ class Trainer:
             interval_correct += (logits.argmax(1) == labels).sum()
             interval_seen += n
             if step % self.log_every == 0 or step == self.steps_per_epoch:
-                mean_loss = interval_loss.item() / interval_seen  # the one host sync per interval
+                # the one host sync per interval (and, across ranks, the one collective)
+                totals = (interval_loss.item(), interval_correct.item(), interval_seen)
+                loss_sum, correct, seen = world.total(*totals) if world else totals
+                mean_loss = loss_sum / seen
                 if self.diverged(mean_loss):
                     self.train_seconds += time.perf_counter() - epoch_start
                     raise self.divergence(Message("diverged.step", epoch=epoch, step=step), mean_loss)
@@ -691,15 +708,14 @@ class Trainer:
                 step_event = StepEvent(
                     epoch=epoch, epochs=config.epochs, step=step, steps_per_epoch=self.steps_per_epoch,
                     loss=mean_loss,
-                    accuracy=100.0 * interval_correct.item() / interval_seen,
+                    accuracy=100.0 * correct / seen,
                     lr=self.optimizer.param_groups[0]["lr"],
-                    samples_per_s=interval_seen / max(now - interval_start, 1e-9),
+                    samples_per_s=seen / max(now - interval_start, 1e-9),
                     eta_s=(config.epochs * self.steps_per_epoch - done) * seconds_per_step,
                 )
                 for callback in self.callbacks:
                     callback.on_step(self, step_event)
-                epoch_loss += interval_loss
-                epoch_correct += interval_correct
+                epoch_loss, epoch_correct = epoch_loss + loss_sum, epoch_correct + correct
                 interval_loss.zero_()
                 interval_correct.zero_()
                 interval_seen = 0
@@ -708,14 +724,16 @@ class Trainer:
         self.train_seconds += seconds
         self.train_samples += len(self.train_split)
 
-        train_loss = epoch_loss.item() / len(self.train_split)
-        train_accuracy = 100.0 * epoch_correct.item() / len(self.train_split)
-        if len(self.val_split):
+        train_loss = epoch_loss / len(self.train_split)
+        train_accuracy = 100.0 * epoch_correct / len(self.train_split)
+        if len(self.val_split) and self.leads:
             val = evaluate(model, self.val_split, config.dataset)
-            if self.diverged(val.loss):  # such weights must never be kept as the best
+            if self._agreed(self.diverged(val.loss)):  # such weights must never be kept as the best
                 raise self.divergence(Message("diverged.validation", epoch=epoch), val.loss)
             val_loss, val_accuracy, score = val.loss, val.accuracy, (-val.accuracy, val.loss)
         else:
+            if len(self.val_split) and self._agreed(False):  # rank 0 says whether its validation diverged
+                raise self.divergence(Message("diverged.validation", epoch=epoch), math.inf)
             val_loss = val_accuracy = None
             score = (-epoch, 0.0)  # without validation data the latest weights are the best we know
         improved = score < self.best_score
@@ -731,6 +749,10 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_epoch_end(self, event)
         return True
+
+    def _agreed(self, decision: bool) -> bool:
+        """Rank 0's decision, on every rank of a run across ranks, which must all take the same path."""
+        return self.world.agree(decision) if self.world else decision
 
     def diverged(self, loss: float) -> bool:
         """A mean loss that is not finite, or far worse than guessing: the weights are ruined."""
