@@ -51,7 +51,9 @@ def field(name: str, value: object) -> str:
     return ui.kept(f"{name}-{choice}-{dataset}", value)
 
 
-with settings, st.form("settings"):
+# Not a form: a form sends its values only when it is submitted, so a page switch lost every setting not yet
+# used to start a run; and the estimate follows the settings as they change.
+with settings:
     st.caption(TEXT["settings"])
     left, right = st.columns(2)
     optimizer = left.selectbox(TEXT["optimizer"], OPTIMIZERS, key=field("opt", default.optimizer))
@@ -75,25 +77,24 @@ with settings, st.form("settings"):
     warp = right.toggle(TEXT["warp"], help=TEXT["warp_help"], key=field("warp", default.warp))
     name = st.text_input(TEXT["name"], max_chars=60,
                          key=field("name", f"{'mynet' if choice == BUILD else arch}-{owner[:4]}"))
-    per_epoch = manager.estimate(replace(default, epochs=1, limit=None))
-    if per_epoch:
-        st.caption(TEXT["estimate"].format(epoch=clock(per_epoch.seconds),
-                                           run=clock(per_epoch.seconds * default.epochs),
-                                           basis=ui.say(per_epoch.basis)))
+    config = replace(
+        default, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
+        weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment, warp=warp, erase=erase,
+        val_split=val_split, patience=int(patience), seed=int(seed), limit=None if limit == data.TRAIN_SIZE else limit,
+    )
+    estimate = manager.estimate(config)
+    if estimate:
+        st.caption(TEXT["estimate"].format(run=clock(estimate.seconds), epochs=epochs,
+                                           images=min(limit, data.TRAIN_SIZE), basis=ui.say(estimate.basis)))
     else:
         st.caption(TEXT["no_estimate"])
     if not ui.teacher_key():
         st.caption(TEXT["limits"].format(queued=manager.limits.queued_per_student,
                                          images=manager.limits.epoch_images))
-    if st.form_submit_button(TEXT["start"], type="primary", icon=":material/play_arrow:",
-                             disabled=choice == BUILD and network is None):
-        config = replace(
-            default, arch=spec.register(network) if network else arch, epochs=epochs, batch_size=batch_size, lr=lr,
-            optimizer=optimizer, schedule=schedule,
-            weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment, warp=warp, erase=erase,
-            val_split=val_split, patience=int(patience), seed=int(seed),
-            limit=None if limit == data.TRAIN_SIZE else limit,
-        )
+    if st.button(TEXT["start"], type="primary", icon=":material/play_arrow:",
+                 disabled=choice == BUILD and network is None):
+        if network:
+            config = replace(config, arch=spec.register(network))
         ui.submit_job(config, name=name, owner=owner, shown_key="shown_job")
 
 

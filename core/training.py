@@ -88,7 +88,6 @@ class TrainConfig:
             ("erase", 0 <= self.erase <= 1, Message(expected + "zero_to_one")),
             ("val_split", 0 <= self.val_split <= 0.5, Message(expected + "val_split")),
             ("patience", self.patience >= 0, Message(expected + "patience")),
-            ("patience", self.patience == 0 or self.val_split > 0, Message(expected + "patience_needs_val")),
             ("limit", self.limit is None or self.limit >= 10, Message(expected + "limit")),
             ("width", MIN_WIDTH <= self.width <= MAX_WIDTH, Message(expected + "width", low=MIN_WIDTH, high=MAX_WIDTH)),
             ("log_every", self.log_every >= 1, Message(expected + "at_least_one")),
@@ -97,6 +96,8 @@ class TrainConfig:
             if not ok:
                 value = repr(getattr(self, name))
                 raise ValueError(Message("settings.invalid", name=name, expected=wanted, value=value))
+        if self.patience and not self.val_split:
+            raise ValueError(Message("settings.patience_needs_val", patience=self.patience))
 
 
 class TrainingError(RuntimeError):

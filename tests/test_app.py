@@ -117,13 +117,15 @@ def test_the_settings_outlive_a_page_switch_and_each_architecture_keeps_its_own(
     at = open_page("app_pages/1_Train.py")
     [arch_box] = [s for s in at.selectbox if s.label == "Architecture"]
     arch_box.select("alexnet").run()
+    estimate = [c.value for c in at.caption if c.value.startswith("Estimate on this server")]
     [epochs] = [s for s in at.slider if s.label == "Epochs"]
-    epochs.set_value(30)
+    epochs.set_value(30).run()  # not started: settings count as they are set
     [augment] = [t for t in at.toggle if t.label == "Augmentation"]
-    augment.set_value(False)
-    [button] = [b for b in at.button if b.label == "Start training"]
-    button.click().run()  # a form's values count once it is sent, here refused: 30 epochs are over the limit
-    assert at.error and not [j for j in ui.job_manager().snapshots() if j.owner == at.session_state["session_id"]]
+    augment.set_value(False).run()
+    assert not [j for j in ui.job_manager().snapshots() if j.owner == at.session_state["session_id"]]
+    # the estimate follows the settings: 30 epochs instead of the recipe's
+    assert [c.value for c in at.caption if c.value.startswith("Estimate on this server")] != estimate
+    assert any("30 epochs of 60,000 images" in c.value for c in at.caption)
     at.switch_page("app_pages/2_Draw.py").run()
     at.switch_page("app_pages/1_Train.py").run()
     assert not at.exception
@@ -143,8 +145,8 @@ def test_early_stopping_without_a_validation_split_is_refused_on_the_form():
     patience.set_value(3)
     [button] = [b for b in at.button if b.label == "Start training"]
     button.click().run()
-    assert [e.value for e in at.error] == ["patience must be 0 when val_split is 0: early stopping watches the "
-                                           "validation split's loss, got 3"]
+    assert [e.value for e in at.error] == ["early stopping (patience 3) watches the validation split, which is 0: "
+                                           "choose a validation split above 0, or patience 0"]
 
 
 def snapshot(job_id: int, status: str, **fields) -> JobSnapshot:

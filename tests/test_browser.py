@@ -252,6 +252,29 @@ def test_every_class_name_fits_the_answer_on_one_line(server, page):
         assert size >= 24, name  # and still large
 
 
+@pytest.mark.parametrize("dataset", ["MNIST", "Fashion-MNIST"])
+def test_no_two_labels_of_compares_charts_overlap(server, page, dataset):
+    """At 1280x800 the models' labels on the accuracy charts stand clear of each other, as Chromium draws them
+    (googlenet's and mobilenet's touched on MNIST)."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{server}/Compare")
+    page.locator(".js-plotly-plot .textpoint").first.wait_for(timeout=120_000)
+    if dataset != "MNIST":
+        page.get_by_text(dataset, exact=True).first.click()
+        page.locator(".js-plotly-plot").get_by_text("Ankle boot").first.wait_for(timeout=120_000)
+    page.wait_for_timeout(2000)  # every chart drawn
+    charts = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+        .map(plot => [...plot.querySelectorAll('.textpoint text')].map(t => {
+            const r = t.getBoundingClientRect(); return [t.textContent, r.left, r.top, r.right, r.bottom]; }))
+        .filter(labels => labels.length)""")
+    assert len(charts) == 2 and all(len(labels) == 11 for labels in charts)
+    for labels in charts:
+        for i, (name, left, top, right, bottom) in enumerate(labels):
+            for other, *box in labels[i + 1:]:
+                across, down = min(right, box[2]) - max(left, box[0]), min(bottom, box[3]) - max(top, box[1])
+                assert across <= 0 or down <= 0, f"{name} and {other} overlap by {across:.0f}x{down:.0f} px"
+
+
 @pytest.mark.parametrize("spec", ui.PAGES, ids=lambda spec: spec.title)
 def test_each_deep_link_opens_its_page(server, page, spec):
     from playwright.sync_api import expect

@@ -131,7 +131,7 @@ def test_bad_settings_are_named(field, value, message):
 
 
 def test_early_stopping_without_a_validation_split_is_refused_with_the_fix_said():
-    with pytest.raises(ValueError, match="patience must be 0 when val_split is 0: early stopping watches"):
+    with pytest.raises(ValueError, match=r"early stopping \(patience 3\) watches the validation split, which is 0"):
         TrainConfig(val_split=0, patience=3).validate()
     TrainConfig(val_split=0, patience=0).validate()
     TrainConfig(val_split=0.1, patience=3).validate()
