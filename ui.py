@@ -421,6 +421,11 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
+def unbroken(name: str) -> str:
+    """A class name that a narrow caption does not break inside ("T-" / "shirt/top" under a picture of Compare's)."""
+    return name.replace("-", "\u2011").replace("/", "/\u2060").replace(" ", "\u00a0")
+
+
 def label_box(x: float, y: float, diameter: float, label: str, place: str) -> tuple[float, float, float, float]:
     """The pixels (left, top, right, bottom) a point's label covers at a textposition, y downwards."""
     radius = diameter / 2 + 1

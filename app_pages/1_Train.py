@@ -122,7 +122,8 @@ def queue_table(jobs: list[JobSnapshot]) -> None:
         [{columns["run"]: j.name, columns["training"]: ui.say(j.title),
           columns["status"]: TEXT["queued_at"].format(position=j.position) if j.position else status[j.status],
           columns["progress"]: round(100 * j.progress),
-          columns["test_accuracy"]: j.result.get("test_accuracy") if j.result else None,
+          columns["test_accuracy"]: f"{j.result['test_accuracy']:.2f} %" if j.result and "test_accuracy" in j.result
+          else "–",  # not "None": a run not finished, or a timing job
           columns["started_by"]: TEXT["you"] if j.owner == owner else teacher and j.owner[:4] or TEXT["someone"]}
          for j in reversed(jobs)],
         hide_index=True, width="stretch",

@@ -129,7 +129,7 @@ st.dataframe(
     [{columns["model"]: a.label, columns["answer"]: classes[a.top], columns["confidence"]: a.confidence,
       columns["probabilities"]: a.probabilities.tolist(), columns["agrees"]: a.top == prediction.top,
       columns["ms"]: round(a.milliseconds, 2)} for a in prediction.answers],
-    hide_index=True, width="stretch",
+    hide_index=True, width="stretch", height="content",  # every model's row, without a scroll bar
     column_config={
         columns["confidence"]: st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
         columns["probabilities"]: st.column_config.BarChartColumn(

@@ -13,8 +13,8 @@ from core import bench, checkpoints, cost, data, metrics, zoo
 from core.models import get_card, get_model, list_models
 
 TEXT = ui.texts("compare")
-GALLERY_SIZE = 40
-THUMBNAIL = 64  # pixels
+GALLERY_SIZE = 20  # five rows of four, about as tall as the confusion matrix beside them
+THUMBNAIL = 80  # pixels: "T-shirt/top" fits under a picture on one line
 CURVES = 6  # shown at first: more lines than this are hard to tell apart
 T = TypeVar("T")
 
@@ -82,7 +82,7 @@ if not here:
 frame = pd.DataFrame([asdict(row) for _, row in here])
 columns = TEXT["columns"]
 st.dataframe(
-    frame[list(columns)].rename(columns=columns), hide_index=True, width="stretch",
+    frame[list(columns)].rename(columns=columns), hide_index=True, width="stretch", height="content",
     column_config={columns["params"]: st.column_config.NumberColumn(format="compact"),
                    columns["macs"]: st.column_config.NumberColumn(format="compact")},
 )
@@ -98,7 +98,7 @@ with speed:
     speeds = frame[["name", *TEXT["speed_columns"]]].dropna(axis="columns", how="all")  # no GPU: no GPU columns
     if len(speeds.columns) > 1:  # anything timed yet
         speed_columns = {"name": columns["name"], **TEXT["speed_columns"]}
-        st.dataframe(speeds.rename(columns=speed_columns), hide_index=True, width="stretch",
+        st.dataframe(speeds.rename(columns=speed_columns), hide_index=True, width="stretch", height="content",
                      column_config={speed_columns[key]: st.column_config.NumberColumn(format="localized")
                                     for key in ("cpu_images_per_s", "gpu_images_per_s") if key in speeds})
         machines = TEXT["and"].join(ui.say(zoo.timing_machine(device)) for device in bench.speed_devices())
@@ -172,8 +172,8 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Spli
         st.subheader(TEXT["hardest"][dataset])
         st.caption(TEXT["hardest_about"].format(n=len(answered)))
         st.image([images[h.index] for h in hardest], width=THUMBNAIL, caption=[
-            TEXT["hardest_caption"].format(label=classes[h.label], wrong=h.wrong, n=len(answered),
-                                           answer=classes[h.answer]) for h in hardest])
+            TEXT["hardest_caption"].format(label=ui.unbroken(classes[h.label]), wrong=h.wrong, n=len(answered),
+                                           answer=ui.unbroken(classes[h.answer])) for h in hardest])
 
     st.subheader(TEXT["up_close"])
     name = st.selectbox(TEXT["model"], list(answered))
@@ -195,8 +195,8 @@ def on_the_test_set(by_name: dict[str, checkpoints.ModelRecord], test: data.Spli
                 n=len(wrong), total=len(labels),
                 shown=TEXT["shown"].format(shown=len(shown)) if len(shown) < len(wrong) else ""))
             st.image([images[i] for i in shown], width=THUMBNAIL, caption=[
-                TEXT["mistake_caption"].format(label=classes[labels[i]],
-                                               answer=classes[chosen.predicted[i]],
+                TEXT["mistake_caption"].format(label=ui.unbroken(classes[labels[i]]),
+                                               answer=ui.unbroken(classes[chosen.predicted[i]]),
                                                confidence=float(chosen.confidence[i])) for i in shown])
     return by_name[name].arch
 

@@ -49,7 +49,7 @@ FRAMINGS = {"mnist": Framing(box=20, by_mass=True), "fashion": Framing(box=FIELD
 # Why a picture holds nothing to classify, said the same by the Draw page and the command line, for either dataset.
 BLANK = Message("picture.blank")  # "the picture is blank (no ink at all)"
 TOO_LITTLE = Message("picture.too_little")  # "too little ink to read (a dot or a short stroke); draw it bigger"
-COVERED = Message("picture.covered")  # "the picture is covered in ink (no paper around the drawing); clear it ..."
+COVERED = Message("picture.covered")  # "the picture is covered in ink, with no paper around the drawing: ..."
 
 
 class ImageError(ValueError):

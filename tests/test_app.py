@@ -285,8 +285,9 @@ def test_draw_page_says_why_the_canvas_holds_no_digit_and_asks_again_once_cleare
     stroke[140:146, 140:149] = 255  # 3 pixels long with the thinnest pen (6)
     at = on_the_canvas(canvas(covered))
     assert not at.exception and not at.dataframe
-    assert [w.value for w in at.warning] == ["Nothing to classify: the picture is covered in ink (no paper around the "
-                                             "drawing); clear it and draw it smaller."]
+    assert [w.value for w in at.warning] == ["Nothing to classify: the picture is covered in ink, with no paper around "
+                                             "the drawing: leave space around it (draw it smaller, or crop the picture "
+                                             "less)."]
     for ink in (dot, stroke):
         at.session_state["draw_canvas"] = canvas(ink)
         at.run()

@@ -14,7 +14,7 @@ from core import checkpoints, cost, data, metrics, zoo
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = "app_pages/3_Compare.py"
-MISTAKE = re.compile(r"^(\S+) → (\S+) \((\d+)%\)$")  # "4 → 9 (87%)"
+MISTAKE = re.compile(r"^(\S+)\u00a0→ (\S+) \((\d+)%\)$")  # "4 → 9 (87%)", the arrow kept with the true class
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_the_table_has_a_row_per_model_and_the_pictures_render(cheap_models):
     assert all(90 <= value <= 100 for row in heatmap["z"] for value in row)
     confusion = figures["Confusion matrix (test set)"]["data"][0]["z"]
     assert sum(map(sum, confusion)) == 10_000
-    hardest = [e for e in at.get("image") if re.match(r"^\S+ → \S+ \(\d/2\)$", e.proto.imgs[0].caption)]
+    hardest = [e for e in at.get("image") if re.match(r"^\S+\u00a0→ \S+ \(\d/2\)$", e.proto.imgs[0].caption)]
     assert hardest and all(c.caption.endswith("(2/2)") for c in hardest[0].proto.imgs[:1])
 
 
@@ -91,7 +91,7 @@ def test_the_gallery_shows_the_chosen_models_mistakes_by_class(cheap_models, mni
     answers = metrics.model_predictions(record)
     wrong = int((answers.predicted != mnist_test.labels).sum())
     captions = gallery(at)
-    assert len(captions) == min(wrong, 40)
+    assert len(captions) == min(wrong, 20)
     assert any(f"{wrong:,} mistakes of 10,000" in c.value for c in at.caption)
     confidences = [int(MISTAKE.match(c).group(3)) for c in captions]
     assert confidences == sorted(confidences, reverse=True)
