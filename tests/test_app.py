@@ -237,11 +237,11 @@ def test_draw_page_shows_the_stages_and_every_models_answer(mnist_test):
     assert not at.exception
     captions = [image.proto.imgs[0].caption for image in at.get("image")]
     assert captions == ["your picture", "ink cropped", "longer side 20 px", "28x28, centred by mass",
-                        "normalised (mean 0, sd 1)"]
+                        "normalised (mean\u00a00, sd\u00a01)"]
     [naive] = [t for t in at.toggle if t.label.startswith("Naive resize")]
     naive.set_value(True).run()  # nothing is cropped, scaled or centred, and no caption says so
     assert [image.proto.imgs[0].caption for image in at.get("image")] == [
-        "your picture", "squashed to 28x28", "normalised (mean 0, sd 1)"]
+        "your picture", "squashed to 28x28", "normalised (mean\u00a00, sd\u00a01)"]
     consensus = next(m.value for m in at.markdown if "class='consensus'" in m.value)
     assert ">7</div>" in consensus
     # answered with the page's torch threads, and said so
