@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core import bench, checkpoints, cost, data, metrics, zoo
+from core import bench, checkpoints, cost, data, metrics, paper, zoo
 from core.models import get_card, get_model, list_models
 
 TEXT = ui.texts("compare")
@@ -105,9 +105,24 @@ with speed:
         st.caption(TEXT["speed_caption"].format(machines=machines))
 with report:
     st.markdown(f"**{TEXT['report']}**")
-    st.dataframe([{TEXT["report_columns"][key]: getattr(figure, key) for key in TEXT["report_columns"]}
-                  for figure in zoo.LAB_REPORT], hide_index=True)
+    measured = {row["arch"]: row for row in paper.rows_measured() if row["dataset"] == dataset}  # bench --paper's
+    columns_here = TEXT["paper_columns"]
+
+    def figures(figure: zoo.ReferenceFigure) -> dict:
+        row = {TEXT["report_columns"][key]: getattr(figure, key) for key in TEXT["report_columns"]}
+        if measured:  # the same networks at the same size, trained on this server, beside the report's
+            ours = measured.get(figure.arch)
+            row |= {columns_here["seconds"]: ours["seconds"] if ours else None,
+                    columns_here["accuracy"]: ours["test_accuracy"] if ours else None}
+        return row
+
+    st.dataframe([figures(figure) for figure in zoo.LAB_REPORT], hide_index=True)
     st.caption(TEXT["report_caption"].format(setting=ui.say(zoo.LAB_REPORT_SETTING)))
+    if measured:
+        runs = sorted({(r["device"], r["epochs"], r["batch_size"], r["ranks"]) for r in measured.values()})
+        st.caption(TEXT["paper_caption"].format(runs="; ".join(
+            TEXT["paper_run"].format(device=ui.say(device), epochs=epochs, batch=batch, ranks=ranks)
+            for device, epochs, batch, ranks in runs)))
 
 # --- pictures ---
 st.header(TEXT["pictures"].format(dataset=spec.title))

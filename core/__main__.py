@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TextIO
 
-from core import bench, checkpoints, cost, data, distributed, export, gan, i18n, preprocess, spec, zoo
+from core import bench, checkpoints, cost, data, distributed, export, gan, i18n, paper, preprocess, spec, zoo
 from core.models import get_card, list_models
 from core.predict import Ensemble
 from core.recipes import recipe, ship, train_all
@@ -28,6 +28,7 @@ from core.training import (
     StepEvent,
     Trainer,
     TrainingError,
+    TrainResult,
     clock,
     evaluate,
     resolve_device,
@@ -139,7 +140,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 # Flags that override single fields of the architecture's recipe (None: keep the recipe's).
 _OVERRIDES = ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing",
-              "augment", "warp", "erase", "val_split", "patience", "seed", "limit", "width", "momentum", "nesterov")
+              "augment", "warp", "erase", "val_split", "patience", "seed", "limit", "width", "momentum", "nesterov",
+              "resolution")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -173,6 +175,8 @@ def train_one_or_all(args: argparse.Namespace, world: distributed.World | None) 
         return train_every_architecture(args, overrides, out)
     if args.spec and args.ship:
         raise ValueError("--ship makes the zoo's shipped model of an architecture: train a built network without it")
+    if args.ship and args.resolution not in (None, paper.ZOO):
+        raise ValueError("--ship makes the zoo's model at 28x28; a paper-scale run is measured, not shipped")
     arch = spec.register(read_spec(args.spec)) if args.spec else args.arch
     config = replace(recipe(arch, args.dataset), **overrides)
     # Everything that could refuse the run is checked before it trains, not after.
@@ -192,6 +196,8 @@ def train_one_or_all(args: argparse.Namespace, world: distributed.World | None) 
     if not leads:
         return 0  # rank 0 alone evaluates and saves
     summary = result.summary() | ({"ranks": world.size} if world else {})
+    if config.resolution != paper.ZOO:
+        return report_paper_scale(args, result, ranks=world.size if world else 1)
     if args.ship:
         record = ship(result, data_root=args.data)
     else:
@@ -207,6 +213,19 @@ def train_one_or_all(args: argparse.Namespace, world: distributed.World | None) 
         if result.divergence:
             print(i18n.in_language(result.divergence, args.lang))
         print(say["saved" if record.name == name else "saved_as"].format(path=record.path, name=record.name))
+    return 0
+
+
+def report_paper_scale(args: argparse.Namespace, result: TrainResult, *, ranks: int) -> int:
+    """A paper-scale run's figures, kept in the paper-scale report (``core.paper``) rather than as a model."""
+    row = paper.row(result, ranks=ranks)
+    paper.record(row)
+    if args.json:
+        emit(row)
+    else:
+        print(f"{row['arch']} at {row['resolution']}x{row['resolution']}: test accuracy {row['test_accuracy']:.2f}%, "
+              f"{row['seconds']:.0f} s, {row['train_images_per_s']:,.0f} train img/s on {row['device']}"
+              f"{f' x {ranks} ranks' if ranks > 1 else ''}; recorded in {paper.report_file()}")
     return 0
 
 
@@ -296,6 +315,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.zoo:
         return bench_zoo(args)
+    if args.paper:
+        return bench_paper(args)
     device = resolve_device(args.device)
     report = {"device": bench.describe_machine(device)}
     print(f"benchmarking on {report['device']}", file=sys.stderr, flush=True)
@@ -331,6 +352,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"drawing to answers: no shipped {draw['dataset']} models to time")
     for epoch in report.get("cgan_epoch", []):
         print(f"one CGAN epoch ({epoch['images']:,} images, batch 128) on {epoch['device']}: {epoch['seconds']:.1f} s")
+    return 0
+
+
+def bench_paper(args: argparse.Namespace) -> int:
+    """The lab report's table again: the seven at their papers' sizes, trained here, beside its figures and the
+    zoo's 28x28 versions."""
+    dataset = args.dataset or "mnist"
+    chosen = args.only.split(",") if args.only else list(paper.RESOLUTION)
+    for arch in chosen:
+        paper.check(arch, paper.RESOLUTION.get(arch, 0))
+    rows = []
+    for arch in chosen:
+        # The lab report's setting: 5 epochs at batch 64 over the whole training set, nothing held out.
+        config = replace(recipe(arch, dataset), resolution=paper.RESOLUTION[arch], epochs=args.epochs,
+                         batch_size=args.batch_size, val_split=0.0, patience=0, limit=args.limit)
+        print(f"{arch} at {config.resolution}x{config.resolution}, {config.epochs} epochs, batch {config.batch_size}",
+              file=sys.stderr, flush=True)
+        result = Trainer(config, device=args.device, data_root=args.data,
+                         callbacks=[ConsoleProgress(sys.stderr, f"{arch}: ", args.lang)]).fit()
+        rows.append(paper.row(result, ranks=1))
+        paper.record(rows[-1])
+    if args.json:
+        emit(rows)
+        return 0
+    reported = {figure.arch: figure for figure in zoo.LAB_REPORT}
+    ours = {r.arch: r for r in checkpoints.find_models(dataset) if r.shipped}
+    print(f"{'network':<10} {'input':>7} {'params':>12} {'time s':>8} {'test %':>7}   {'report s':>8} "
+          f"{'report %':>8}   {'ours 28x28 %':>12}")
+    for row in rows:
+        figure, small = reported.get(row["arch"]), ours.get(row["arch"])
+        print(f"{row['arch']:<10} {row['resolution']:>4}px {row['params']:>12,} {row['seconds']:>8.0f} "
+              f"{row['test_accuracy']:>7.2f}   {figure.seconds if figure else '':>8} "
+              f"{figure.accuracy if figure else '':>8}   {small.test_accuracy if small else '':>12}")
+    print(f"on {rows[0]['device'] if rows else ''}; recorded in {paper.report_file()}")
     return 0
 
 
@@ -625,6 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=seed)
     train.add_argument("--limit", type=int, metavar="N", help="train on the first N images only")
     train.add_argument("--width", type=float, help="channel width multiplier")
+    train.add_argument("--resolution", type=int, choices=sorted({paper.ZOO, *paper.RESOLUTION.values()}),
+                       help="28: the lab's digits (default); the paper's input (224, or 32 for lenet5) trains the "
+                            "paper's network on upsampled digits and records its figures for Compare")
     train.add_argument("--name", help="run name, any script (default: the arch; a taken name gets -2, -3, ...)")
     train.add_argument("--ship", action="store_true", help="save into weights/ as the shipped model")
     train.add_argument("--sync-bn", action="store_true",
@@ -706,6 +764,13 @@ def build_parser() -> argparse.ArgumentParser:
                              help="every trained model's size, accuracy, training cost, and latency and throughput on "
                             "this machine's CPU and GPU (cached per machine)")
     bench_parser.add_argument("--refresh", action="store_true", help="with --zoo: time again, ignoring the cache")
+    bench_parser.add_argument("--paper", action="store_true",
+                              help="the lab report's table: LeNet-5 at 32x32 and six classics at 224x224 at their "
+                                   "papers' sizes, trained here (a GPU's work: hours on a CPU)")
+    bench_parser.add_argument("--only", metavar="ARCH,...",
+                              help=f"with --paper: these of {', '.join(paper.RESOLUTION)}")
+    bench_parser.add_argument("--epochs", type=int, default=5, help="with --paper: epochs (the report's 5)")
+    bench_parser.add_argument("--limit", type=int, metavar="N", help="with --paper: the first N training images only")
     bench_parser.add_argument("--repeats", type=int, default=3,
                              help="with --zoo: timed runs at batch 256 (single images: ten times as many)")
     bench_parser.add_argument("--batches", type=int, default=300, help="batches per pipeline and round")

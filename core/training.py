@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import data
+from core import data, paper
 from core.i18n import Message
 from core.models import MAX_WIDTH, MIN_WIDTH, get_card, get_model, use_dropout_generator
 
@@ -64,6 +64,7 @@ class TrainConfig:
     seed: int = 0
     limit: int | None = None  # train on the first N training images only
     width: float = 1.0  # channel multiplier of the architecture
+    resolution: int = paper.ZOO  # the side the network sees: the lab's 28, or its paper's input (core.paper)
     log_every: int = 20  # batches between progress events (and host syncs on a GPU)
 
     def matches(self, saved: dict) -> bool:
@@ -96,6 +97,9 @@ class TrainConfig:
             if not ok:
                 value = repr(getattr(self, name))
                 raise ValueError(Message("settings.invalid", name=name, expected=wanted, value=value))
+        paper.check(self.arch, self.resolution)
+        if self.resolution != paper.ZOO and self.width != 1.0:
+            raise ValueError(f"width {self.width:g}: at paper scale the papers' own widths are used; leave width at 1")
         if self.patience and not self.val_split:
             raise ValueError(Message("settings.patience_needs_val", patience=self.patience))
 
@@ -357,6 +361,20 @@ class MemoryEstimate:
         return room // self.per_image
 
 
+def build_model(config: TrainConfig, generator: torch.Generator) -> nn.Module:
+    """The network a run of ``config`` trains, its initial weights drawn from ``generator``: the zoo's, or at
+    paper scale the paper's (``core.paper``)."""
+    classes = len(data.get_spec(config.dataset).classes)
+    if config.resolution == paper.ZOO:
+        return get_model(config.arch, num_classes=classes, width=config.width, generator=generator)
+    return paper.build(config.arch, num_classes=classes, generator=generator)
+
+
+def eval_batch(config: TrainConfig) -> int:
+    """Images per batch when scoring: fewer at paper scale, where VGG-19's maps of 1000 images take 13 GB."""
+    return EVAL_BATCH if config.resolution == paper.ZOO else 100
+
+
 def estimate_memory(config: TrainConfig, *, model: nn.Module | None = None, data_bytes: int = 0) -> MemoryEstimate:
     """The memory a run of ``config`` needs, from one forward pass of two images on the CPU.
 
@@ -367,8 +385,7 @@ def estimate_memory(config: TrainConfig, *, model: nn.Module | None = None, data
     estimate errs high there.
     """
     if model is None:  # any weights do: a generator of its own leaves torch's global one alone
-        model = get_model(config.arch, num_classes=len(data.get_spec(config.dataset).classes), width=config.width,
-                          generator=torch.Generator())
+        model = build_model(config, torch.Generator())
     activations, largest = _saved_per_image(model)
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     moments = {"sgd": 1 if config.momentum else 0, "adam": 2, "adamw": 2}[config.optimizer]
@@ -383,7 +400,7 @@ def estimate_memory(config: TrainConfig, *, model: nn.Module | None = None, data
         state=weights * (3 + moments),
         data=2 * data_bytes,
         per_image=math.ceil(1.5 * activations + 2 * largest + pipeline),
-        evaluation=math.ceil(EVAL_BATCH * (max(0.5 * activations, 4 * largest) + pipeline)),
+        evaluation=math.ceil(eval_batch(config) * (max(0.5 * activations, 4 * largest) + pipeline)),
         batch_size=config.batch_size,
     )
 
@@ -503,8 +520,7 @@ class Trainer:
             full = train_data.subset(slice(0, config.limit))
         # The initial weights depend on the seed alone: the same draws as seeding torch's global generator
         # and building the model, but from a generator that no other thread seeds or draws from.
-        model = get_model(config.arch, num_classes=len(spec.classes), width=config.width,
-                          generator=torch.Generator().manual_seed(config.seed))
+        model = build_model(config, torch.Generator().manual_seed(config.seed))
         # Refuse a run that cannot fit before anything is moved to the device (VGG-19 at width 4 and batch
         # size 8192 asked for more than this 24 GB machine has, and failed with a traceback).
         self.memory = estimate_memory(config, model=model, data_bytes=full.images.nbytes + full.labels.nbytes)
@@ -572,7 +588,8 @@ class Trainer:
                 self.model.load_state_dict(self.best_state)
             for callback in self.callbacks:
                 callback.on_evaluate(self)
-            test = evaluate(self.model, self.test_split(), self.config.dataset) if self.leads else None
+            test = (evaluate(self.model, self.test_split(), self.config.dataset, batch_size=eval_batch(self.config))
+                    if self.leads else None)
         except Exception as error:
             if is_out_of_memory(error):
                 raise self.out_of_memory(error) from error
@@ -728,7 +745,7 @@ class Trainer:
         train_loss = epoch_loss / len(self.train_split)
         train_accuracy = 100.0 * epoch_correct / len(self.train_split)
         if len(self.val_split) and self.leads:
-            val = evaluate(model, self.val_split, config.dataset)
+            val = evaluate(model, self.val_split, config.dataset, batch_size=eval_batch(config))
             if self._agreed(self.diverged(val.loss)):  # such weights must never be kept as the best
                 raise self.divergence(Message("diverged.validation", epoch=epoch), val.loss)
             val_loss, val_accuracy, score = val.loss, val.accuracy, (-val.accuracy, val.loss)
