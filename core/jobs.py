@@ -4,7 +4,8 @@ A JobManager keeps the class's queue: a number of run slots per device (``MNIST_
 round-robin over the students who asked, within limits the teacher sets. Each run trains in a spawned
 process (``core.worker``) that streams its progress back up a pipe; the server process never trains,
 so pages stay quick while runs train and a run's speed and result do not depend on how busy they are.
-A worker that crashes or is killed becomes a failed job and its slot goes to the next run.
+A worker that crashes or is killed becomes a failed job and its slot goes to the next run. Where the
+workers run is a launcher's (``core.launch``): this machine's processes, or actors on a Ray cluster.
 
 Every job (config, owner, status, curves, result) is kept in SQLite under the runs folder
 (``core.jobstore``): a restart shows every past run, and the runs it cut short as interrupted, to be

@@ -28,7 +28,7 @@ import ray
 from core import checkpoints, data, worker, zoo
 from core.cost import architecture_size
 from core.jobs import JobConfig
-from core.launch import GPU_SLOTS, SLOTS_ENV, Said
+from core.launch import GPU_SLOTS, RAY_ENV, SLOTS_ENV, Said
 from core.spec import MAX_MACS
 from core.training import TrainConfig
 
@@ -130,9 +130,16 @@ class RayLauncher:
     already started (``ray.init``), as a test does."""
 
     def __init__(self, address: str | None = None) -> None:
-        if not ray.is_initialized():
+        if ray.is_initialized():
+            return
+        try:
             ray.init(address=address, log_to_driver=False, runtime_env={
                 "working_dir": str(checkpoints.REPO), "excludes": _LEFT_BEHIND})
+        except ConnectionError as error:
+            raise ConnectionError(
+                f"{RAY_ENV}={address}: no Ray cluster answers there ({str(error).splitlines()[0]}). Start one "
+                f"(`ray start --head` on this machine for auto), or unset {RAY_ENV} to train on this machine."
+            ) from error
 
     @staticmethod
     def _gpus() -> float:

@@ -33,6 +33,11 @@ def wait_for(condition, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+def test_an_address_with_no_cluster_is_said_plainly():
+    with pytest.raises(ConnectionError, match="MNIST_LAB_RAY=auto: no Ray cluster answers there"):
+        raylaunch.RayLauncher("auto")  # first, before this module starts its own cluster
+
+
 def test_runs_train_as_ray_actors_with_their_progress_and_results_and_stop_within_a_batch(cluster, tmp_path):
     manager = JobManager(folder=tmp_path, log_every=1, launcher=raylaunch.RayLauncher())
     try:
