@@ -51,6 +51,18 @@ def _sources(words, owner: str) -> None:
             st.rerun()
 
 
+def _inserted(table: list[dict], words) -> list[dict] | None:
+    """The table with a new layer, when the insert button was pressed: by default just before the first flatten
+    or global pooling, where a convolutional layer goes."""
+    kind, where, button = st.columns([2, 2, 1], vertical_alignment="bottom")
+    chosen = kind.selectbox(words["new_layer"], spec.LAYER_TYPES, key="builder_new_type")
+    split = next((i for i, row in enumerate(table) if row.get("type") in ("flatten", "gap")), len(table))
+    position = int(where.number_input(words["at"], 1, len(table) + 1, split + 1, key=f"builder_at_{len(table)}"))
+    if button.button(words["insert"], icon=":material/add:", key="builder_insert"):
+        return [*table[:position - 1], spec.new_row(chosen), *table[position - 1:]]
+    return None
+
+
 def _moved(table: list[dict], words) -> list[dict] | None:
     """The table with one layer moved up or down, when a move button was pressed."""
     left, up, down = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -88,9 +100,9 @@ def network_builder(card: DeltaGenerator, area: DeltaGenerator, *, dataset: str,
                                 num_rows="dynamic", column_order=SHOWN, column_config=columns, width="stretch",
                                 key=f"builder_table_{st.session_state[VERSION]}")
         table = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in edited.to_dict("records")]
-        moved = _moved(table, words)
-        if moved is not None:
-            st.session_state[ROWS], st.session_state[VERSION] = moved, st.session_state[VERSION] + 1
+        changed = _inserted(table, words) or _moved(table, words)
+        if changed is not None:
+            st.session_state[ROWS], st.session_state[VERSION] = changed, st.session_state[VERSION] + 1
             st.rerun()
         try:
             network = spec.from_rows(table, name or "my-network")

@@ -549,6 +549,19 @@ def _register(name: str, spec: Spec) -> None:
 COLUMNS = ("type", *dict.fromkeys(name for settings in SETTINGS.values() for name in settings))
 
 
+# What a layer added in the builder starts with where its type has no default: a small, valid choice to edit.
+STARTER: dict[str, dict[str, Any]] = {
+    "conv": {"channels": 8, "kernel": 3, "padding": 1}, "maxpool": {"kernel": 2}, "avgpool": {"kernel": 2},
+    "linear": {"units": 10}, "residual": {"channels": 16},
+    "inception": dict(zip(BRANCHES, (8, 8, 16, 4, 8, 8), strict=True))}
+
+
+def new_row(kind: str) -> dict[str, Any]:
+    """The builder's row of a new layer of type ``kind``: its defaults, and STARTER where it has none."""
+    settings = {k: v for k, v in SETTINGS[kind].items() if v is not REQUIRED} | STARTER.get(kind, {})
+    return {"type": kind, **{column: settings.get(column) for column in COLUMNS[1:]}}
+
+
 def rows(network: Spec) -> list[dict[str, Any]]:
     """One row per layer, every setting of every type a column (None where the layer has no such setting)."""
     return [{"type": layer.type, **{column: layer.settings.get(column) for column in COLUMNS[1:]}}

@@ -330,9 +330,9 @@ def test_a_browser_in_chinese_starts_in_chinese(server, browser):
         context.close()
 
 
-def test_a_network_built_from_a_spec_file_trains_and_answers_on_the_draw_page(server, page, tmp_path):
-    """Build your own: a three-layer network opened from a file, trained on 500 images for one epoch, and then
-    one of the models that answer a drawing."""
+def test_a_network_built_layer_by_layer_trains_and_answers_on_the_draw_page(server, page, tmp_path):
+    """Build your own: a three-layer network opened from a file, then built again from the empty template with
+    the Insert button, trained on 500 images for one epoch, and then one of the models that answer a drawing."""
     import json
 
     from playwright.sync_api import expect
@@ -347,6 +347,16 @@ def test_a_network_built_from_a_spec_file_trains_and_answers_on_the_draw_page(se
     page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(path))
     expect(page.get_by_label("Network name")).to_have_value("three layers", timeout=30_000)
     expect(page.get_by_text("15,770", exact=True)).to_be_visible()  # its parameters, counted live
+    page.get_by_role("combobox", name="Template").click()
+    page.get_by_role("option", name="empty (flatten, linear)").click()
+    page.get_by_role("button", name="Start from this template").click()
+    expect(page.get_by_text("7,850", exact=True)).to_be_visible(timeout=30_000)  # flatten, linear 10
+    for kind in ("conv", "relu", "maxpool"):  # each inserted just before the flatten, where it is offered
+        page.get_by_role("combobox", name="Add a layer").click()
+        page.get_by_role("option", name=kind, exact=True).click()
+        page.get_by_role("button", name="Insert").click()
+        page.wait_for_timeout(1000)
+    expect(page.get_by_text("15,770", exact=True)).to_be_visible(timeout=30_000)  # the same network, built here
     for label in ("Epochs", "Training images"):  # one epoch on 500 images: the sliders' lowest
         page.get_by_role("slider", name=label).focus()
         page.keyboard.press("Home")

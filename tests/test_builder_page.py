@@ -54,13 +54,34 @@ def test_the_builder_starts_from_a_template_with_every_layers_shape_and_cost():
     [costs] = [d.value for d in at.dataframe if "output shape" in d.value.columns]
     assert list(costs["output shape"]) == ["784", "1024", "1024", "1024", "512", "512", "512", "10"]
     assert not start_button(at).disabled
+    [template] = [s for s in at.selectbox if s.label == "Template"]
     template.select("googlenet").run()  # inception modules and auxiliary heads
+    [button] = [b for b in at.button if b.label == "Start from this template"]
     button.click().run()
     assert not at.exception and not at.error
     assert metric(at, "Parameters") == f"{count_params(get_model('googlenet')):,}"
     [costs] = [d.value for d in at.dataframe if "output shape" in d.value.columns]
     heads = costs[costs["type"] == "aux"]
     assert list(heads["output shape"]) == ["128 x 7 x 7", "132 x 7 x 7"] and list(heads["MACs"]) == [0, 0]
+
+
+def test_layers_are_inserted_where_the_student_says_with_settings_to_edit():
+    at = open_builder(spec.rows(spec.parse(spec.TEMPLATES["empty"])))  # flatten, linear 10
+    for kind in ("conv", "relu", "maxpool"):
+        [new] = [s for s in at.selectbox if s.label == "Add a layer"]
+        new.select(kind).run()
+        [where] = [n for n in at.number_input if n.label == "at position"]
+        assert where.value == len(at.session_state[builder.ROWS]) - 1  # just before the flatten
+        [insert] = [b for b in at.button if b.label == "Insert"]
+        insert.click().run()
+        assert not at.exception and not at.error
+    assert spec.from_rows(at.session_state[builder.ROWS], "three layers") == THREE_LAYERS
+    assert metric(at, "Parameters") == f"{count_params(spec.build(THREE_LAYERS)):,}"
+    [where] = [n for n in at.number_input if n.label == "at position"]
+    where.set_value(1).run()
+    [insert] = [b for b in at.button if b.label == "Insert"]
+    insert.click().run()  # a fourth max pooling, first: 14x14 maps from then on
+    assert [row["type"] for row in at.session_state[builder.ROWS]][:2] == ["maxpool", "conv"]
 
 
 def test_a_bad_stack_is_said_in_place_and_cannot_be_trained():
