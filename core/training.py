@@ -703,7 +703,7 @@ class Trainer:
                 outputs = self.network(x)
             loss, logits = outputs_loss(outputs, labels, config.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
-            # DDP averages the ranks' gradients: weighted so, that average is the global batch's mean.
+            # DDP averages the ranks' gradients; each loss is scaled so that the average is the global batch's mean.
             (loss * (len(labels) * world.size / batch) if world else loss).backward()
             self.optimizer.step()
             self.schedule.step()
