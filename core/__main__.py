@@ -360,8 +360,9 @@ def bench_paper(args: argparse.Namespace) -> int:
     zoo's 28x28 versions."""
     dataset = args.dataset or "mnist"
     chosen = args.only.split(",") if args.only else list(paper.RESOLUTION)
-    for arch in chosen:
-        paper.check(arch, paper.RESOLUTION.get(arch, 0))
+    unknown = [arch for arch in chosen if arch not in paper.RESOLUTION]
+    if unknown:
+        raise ValueError(f"--only {','.join(unknown)}: the lab report's networks are {', '.join(paper.RESOLUTION)}")
     rows = []
     for arch in chosen:
         # The lab report's setting: 5 epochs at batch 64 over the whole training set, nothing held out.

@@ -97,7 +97,8 @@ def check(arch: str, resolution: int) -> None:
 def build(arch: str, *, num_classes: int = 10, generator: torch.Generator | None = None) -> PaperScale:
     """The paper's network of ``arch`` at its paper's input. Its initial weights come from ``generator``'s seed
     (torchvision draws from the global generator, which is forked here, not touched)."""
-    check(arch, RESOLUTION.get(arch, 0))
+    if arch not in RESOLUTION:
+        raise ValueError(f"{arch} has no paper-scale network; the lab report's are {', '.join(RESOLUTION)}")
     seed = int(torch.randint(2**62, (1,), generator=generator)) if generator is not None else None
     with torch.random.fork_rng(devices=[]):
         if seed is not None:

@@ -83,5 +83,5 @@ def test_a_paper_scale_run_is_recorded_not_kept_and_compare_shows_it_beside_the_
 
 
 def test_bench_paper_refuses_a_network_the_report_does_not_have(capsys):
-    assert main(["bench", "--paper", "--only", "mlp"]) == 2
-    assert "resolution 0: mlp trains at 28" in capsys.readouterr().err
+    assert main(["bench", "--paper", "--only", "lenet5,mlp"]) == 2
+    assert "--only mlp: the lab report's networks are lenet5, alexnet" in capsys.readouterr().err
