@@ -57,17 +57,23 @@ class Launcher(Protocol):
         """Start a worker for ``request``; OSError (or a subclass) if it cannot start."""
 
 
-def device_slots(device: str | None = None) -> dict[str, int]:
-    """Run slots per device: ``MNIST_LAB_SLOTS`` each, else one on a CPU (a run takes the cores but one) and
-    GPU_SLOTS on each GPU. ``device`` pins one device, as the trainers' own argument does."""
+def slots_setting() -> int | None:
+    """``MNIST_LAB_SLOTS``, the runs at once a place takes; None where it is not set."""
     setting = os.environ.get(SLOTS_ENV, "").strip()
     if setting and not (setting.isdigit() and 1 <= int(setting) <= 64):
         raise ValueError(f"{SLOTS_ENV}={setting!r}: runs at once per device must be a whole number from 1 to 64")
+    return int(setting) if setting else None
+
+
+def device_slots(device: str | None = None) -> dict[str, int]:
+    """Run slots per device: ``MNIST_LAB_SLOTS`` each, else one on a CPU (a run takes the cores but one) and
+    GPU_SLOTS on each GPU. ``device`` pins one device, as the trainers' own argument does."""
+    setting = slots_setting()
     if device is None and torch.cuda.is_available():
         devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     else:
         devices = [str(resolve_device(device))]
-    return {d: int(setting) if setting else (GPU_SLOTS if d.startswith("cuda") else 1) for d in devices}
+    return {d: setting or (GPU_SLOTS if d.startswith("cuda") else 1) for d in devices}
 
 
 def worker_threads(device: str, slots: dict[str, int]) -> int | None:

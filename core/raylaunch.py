@@ -28,7 +28,7 @@ import ray
 from core import checkpoints, data, worker, zoo
 from core.cost import architecture_size
 from core.jobs import JobConfig
-from core.launch import GPU_SLOTS, RAY_ENV, SLOTS_ENV, Said
+from core.launch import GPU_SLOTS, RAY_ENV, Said, slots_setting
 from core.spec import MAX_MACS
 from core.training import TrainConfig
 
@@ -148,9 +148,9 @@ class RayLauncher:
     def slots(self, device: str | None) -> dict[str, int]:
         """As many runs at once as the cluster holds: GPU_SLOTS a GPU, else its CPUs by a run's;
         ``MNIST_LAB_SLOTS`` sets the number."""
-        setting = os.environ.get(SLOTS_ENV, "").strip()
+        setting = slots_setting()
         if setting:
-            return {PLACE: int(setting)}
+            return {PLACE: setting}
         gpus = self._gpus()
         capacity = gpus * GPU_SLOTS if gpus else ray.cluster_resources().get("CPU", 1) // cpus_per_run()
         return {PLACE: max(1, int(capacity))}
