@@ -83,17 +83,10 @@ def _blocks(network: spec.Spec) -> str:
 def network_code(network: spec.Spec, *, num_classes: int = spec.NUM_CLASSES) -> str:
     """The ``Net`` class (and the lab's blocks it uses) as Python source."""
     shapes = [spec.INPUT, *spec.check(network, num_classes=num_classes)]
-    split = spec.split_at(network)
-    features, heads, taps, classifier = [], [], [], []
-    for index, (layer, shape) in enumerate(zip(network.layers, shapes, strict=False)):
-        code = _layer_code(layer, shape, num_classes)
-        if index >= split:
-            classifier.append(code)
-        elif layer.type == "aux":
-            heads.append(code)
-            taps.append(len(features) - 1)  # as SpecNet: the feature whose output the head hears
-        else:
-            features.append(code)
+    code = spec.parted(network, [_layer_code(layer, shape, num_classes)
+                                 for layer, shape in zip(network.layers, shapes, strict=False)])
+    features, heads, classifier = code["features"], code["aux"], code["classifier"]
+    taps = tuple(place.tap for place in spec.places(network) if place.part == "aux")
 
     def listed(opening: str, part: list[str], closing: str = ")") -> str:
         return opening + "\n" + "".join(f"{' ' * 12}{line},\n" for line in part) + " " * 8 + closing
@@ -107,7 +100,7 @@ def network_code(network: spec.Spec, *, num_classes: int = spec.NUM_CLASSES) -> 
     if heads:
         lines += ["        # auxiliary classifiers, in training only: head i hears features[taps[i]] (-1: the image)",
                   f"        self.aux = {listed('nn.ModuleList([', heads, '])')}",
-                  f"        self.taps = {tuple(taps)}"]
+                  f"        self.taps = {taps}"]
     lines += [f"        self.classifier = {listed('nn.Sequential(', classifier)}", _INIT, _FORWARD_WITH_AUX if heads
               else _FORWARD]
     return _blocks(network) + "\n".join(lines)

@@ -310,6 +310,36 @@ def split_at(spec: Spec) -> int:
     return split
 
 
+PARTS = ("features", "aux", "classifier")
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a built network holds a layer: its part (``PARTS``) and its index there; an auxiliary head also
+    has its tap, the feature whose output it hears (-1: the image itself)."""
+
+    part: str
+    index: int
+    tap: int | None = None
+
+
+def places(spec: Spec) -> list[Place]:
+    """Each layer's place: before ``split_at`` in the features (an auxiliary head beside them), then in the
+    classifier. SpecNet, the builder's costs and the exported script all hold the layers so."""
+    split, counts, result = split_at(spec), dict.fromkeys(PARTS, 0), []
+    for index, layer in enumerate(spec.layers):
+        part = "classifier" if index >= split else "aux" if layer.type == "aux" else "features"
+        result.append(Place(part, counts[part], counts["features"] - 1 if part == "aux" else None))
+        counts[part] += 1
+    return result
+
+
+def parted(spec: Spec, items: list) -> dict[str, list]:
+    """One item per layer (its module, its code), grouped by the layers' parts, in order."""
+    held = places(spec)
+    return {part: [item for item, place in zip(items, held, strict=True) if place.part == part] for part in PARTS}
+
+
 class SpecNet(nn.Module):
     """The network of a spec: ``features`` up to the first flatten or global pooling, ``classifier`` from it, and
     the auxiliary heads (``aux``) that listen to the features in training, as GoogLeNet's do."""
@@ -319,19 +349,12 @@ class SpecNet(nn.Module):
         self.spec = spec
         shapes = [(in_channels, *INPUT[1:]), *check(spec, num_classes=num_classes,
                                                    in_shape=(in_channels, *INPUT[1:]))]
-        modules = [_module(layer, shape, num_classes) for layer, shape in zip(spec.layers, shapes, strict=False)]
-        split = split_at(spec)
-        trunk, heads, taps = [], [], []
-        for layer, module in zip(spec.layers[:split], modules[:split], strict=True):
-            if layer.type == "aux":
-                heads.append(module)
-                taps.append(len(trunk) - 1)  # the feature whose output it hears; -1: the image itself
-            else:
-                trunk.append(module)
-        self.features = nn.Sequential(*trunk)
-        self.aux = nn.ModuleList(heads)  # held between the two, as GoogLeNet holds its heads
-        self.taps = tuple(taps)
-        self.classifier = nn.Sequential(*modules[split:])
+        modules = parted(spec, [_module(layer, shape, num_classes)
+                                for layer, shape in zip(spec.layers, shapes, strict=False)])
+        self.features = nn.Sequential(*modules["features"])
+        self.aux = nn.ModuleList(modules["aux"])  # held between the two, as GoogLeNet holds its heads
+        self.taps = tuple(place.tap for place in places(spec) if place.part == "aux")
+        self.classifier = nn.Sequential(*modules["classifier"])
         self.init_weights()
 
     def init_weights(self, generator: torch.Generator | None = None) -> None:
@@ -599,12 +622,9 @@ def layer_costs(network: Spec) -> list[LayerCost]:
 
     model = build(network)
     costs = {row.name: row for row in layer_summary(model, depth=2)}
-    split, counts = split_at(network), {"features": 0, "aux": 0, "classifier": 0}
     result, shape = [], INPUT
-    for index, layer in enumerate(network.layers):
-        part = "classifier" if index >= split else "aux" if layer.type == "aux" else "features"
-        row = costs[f"{part}.{counts[part]}"]
-        counts[part] += 1
+    for place in places(network):
+        row = costs[f"{place.part}.{place.index}"]
         shape = row.output_shape or shape  # an auxiliary head runs in training only; the maps pass it unchanged
         result.append(LayerCost(shape, row.params, row.macs))
     return result
