@@ -105,24 +105,23 @@ with speed:
         st.caption(TEXT["speed_caption"].format(machines=machines))
 with report:
     st.markdown(f"**{TEXT['report']}**")
-    measured = {row["arch"]: row for row in paper.rows_measured() if row["dataset"] == dataset}  # bench --paper's
+    beside = paper.beside_report(dataset)  # the report's figures, and bench --paper's here
+    measured = [ours for _, ours in beside if ours]
     columns_here = TEXT["paper_columns"]
 
-    def figures(figure: zoo.ReferenceFigure) -> dict:
+    def figures(figure: zoo.ReferenceFigure, ours: dict | None) -> dict:
         row = {TEXT["report_columns"][key]: getattr(figure, key) for key in TEXT["report_columns"]}
-        if measured:  # the same networks at the same size, trained on this server, beside the report's
-            ours = measured.get(figure.arch)
+        if measured:
             row |= {columns_here["seconds"]: ours["seconds"] if ours else None,
                     columns_here["accuracy"]: ours["test_accuracy"] if ours else None}
         return row
 
-    st.dataframe([figures(figure) for figure in zoo.LAB_REPORT], hide_index=True)
+    st.dataframe([figures(figure, ours) for figure, ours in beside], hide_index=True)
     st.caption(TEXT["report_caption"].format(setting=ui.say(zoo.LAB_REPORT_SETTING)))
     if measured:
-        runs = sorted({(r["device"], r["epochs"], r["batch_size"], r["ranks"]) for r in measured.values()})
         st.caption(TEXT["paper_caption"].format(runs="; ".join(
             TEXT["paper_run"].format(device=ui.say(device), epochs=epochs, batch=batch, ranks=ranks)
-            for device, epochs, batch, ranks in runs)))
+            for device, epochs, batch, ranks in paper.settings(measured))))
 
 # --- pictures ---
 st.header(TEXT["pictures"].format(dataset=spec.title))

@@ -30,9 +30,11 @@ import torchvision
 from torch import Tensor, nn
 
 from core import data
+from core.cost import count_params
 
 if TYPE_CHECKING:
     from core.training import TrainResult
+    from core.zoo import ReferenceFigure
 
 ZOO = 28  # the zoo's input side
 RESOLUTION = {"lenet5": 32, "alexnet": 224, "vgg11": 224, "vgg19": 224, "resnet18": 224, "mobilenet": 224,
@@ -111,14 +113,28 @@ def row(result: TrainResult, *, ranks: int = 1) -> dict:
     """A paper-scale run's figures, as the report keeps them."""
     config = result.config
     return {"arch": config.arch, "dataset": config.dataset, "resolution": config.resolution,
-            "params": sum(p.numel() for p in result.model.parameters()), "epochs": len(result.history),
+            "params": count_params(result.model), "epochs": len(result.history),
             "batch_size": config.batch_size, "images": min(config.limit or data.TRAIN_SIZE, data.TRAIN_SIZE),
             "seconds": round(result.seconds, 1), "train_images_per_s": round(result.train_samples_per_s, 1),
             "test_accuracy": round(result.test.accuracy, 2), "device": str(result.device), "ranks": ranks}
 
 
+def beside_report(dataset: str) -> list[tuple[ReferenceFigure, dict | None]]:
+    """The lab report's figures in its order, each with the same network measured here on ``dataset``
+    (None where it has not been yet)."""
+    from core.zoo import LAB_REPORT
+
+    measured = {row["arch"]: row for row in rows_measured() if row["dataset"] == dataset}
+    return [(figure, measured.get(figure.arch)) for figure in LAB_REPORT]
+
+
+def settings(rows: list[dict]) -> list[tuple[str, int, int, int]]:
+    """How the runs were trained, each way once: (device, epochs, batch size, processes)."""
+    return sorted({(row["device"], row["epochs"], row["batch_size"], row["ranks"]) for row in rows})
+
+
 def report_file() -> Path:
-    from core import checkpoints  # which needs the trainer, which needs this module
+    from core import checkpoints  # which needs the trainer, which needs this module (as zoo does)
 
     return checkpoints.runs_dir() / FILE
 
