@@ -27,7 +27,7 @@ st.write(TEXT["intro"])
 
 BUILD = "build"  # the architecture choice that opens the builder
 settings, card = st.columns([3, 2], gap="large")
-below = st.container()  # the builder's layers, full width under the form
+below = st.container()  # the builder's layers, full width under the settings
 with card:
     choice = st.selectbox(TEXT["arch"], [BUILD, *list_models()], key=ui.kept("arch", "lenet5"),
                           format_func=lambda name: TEXT["build"] if name == BUILD else get_card(name).title)
